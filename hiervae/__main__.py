@@ -1,0 +1,3 @@
+from hiervae.cli import main
+
+raise SystemExit(main())
