@@ -1,0 +1,101 @@
+"""Minibatches of one in-memory tensor, reproducible from (seed, epoch) alone.
+
+MNIST fits in memory (and on any GPU), so a DataLoader's workers, collation and
+host-to-device copies are pure overhead: a batch is one ``index_select`` on the tensor
+wherever it lives.
+
+Reproducibility: the order of epoch ``e`` comes from a CPU generator seeded from
+``(seed, e)``, so it is the same on every device and every rank; the dynamic
+binarisation of batch ``k`` comes from a generator on the data's device seeded from
+``(seed, e, rank, k)``.  Nothing depends on what was iterated before, so a run resumed
+at epoch ``e`` (even mid-epoch, via ``start_batch``) sees exactly the batches the
+original run saw.  (Bernoulli draws on CPU and CUDA use different generators, so
+binarised values match only on the same device type.)
+
+Sharding for data parallelism works like ``DistributedSampler(drop_last=True)``: all
+ranks share the epoch's permutation, its first ``N - N % world_size`` entries are
+dealt out round-robin, so shards are disjoint and of equal size and every rank runs
+the same number of steps.  The few examples left over differ from epoch to epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+_ORDER, _BERNOULLI = 0, 1
+
+
+def _seed(*words: int) -> int:
+    """A well-mixed 63-bit seed from non-negative integers (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence(list(words)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class Batches:
+    """Iterate over ``data`` (an ``(N, D)`` tensor) in minibatches of ``batch_size``.
+
+    ``binarize=True`` makes every batch a fresh Bernoulli sample of its rows (dynamic
+    binarisation; ``data`` must then hold probabilities in [0, 1]).  Use
+    ``for x in batches.epoch(e)``, or ``set_epoch(e)`` then ``for x in batches``.
+    """
+
+    def __init__(
+        self,
+        data: torch.Tensor,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        binarize: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if data.dim() < 1 or len(data) == 0:
+            raise ValueError(f"Batches needs a non-empty tensor, got shape {tuple(data.shape)}")
+        if batch_size < 1 or seed < 0:
+            raise ValueError(f"batch_size must be >= 1 and seed >= 0, got {batch_size} and {seed}")
+        if not 0 <= rank < world_size or world_size > len(data):
+            raise ValueError(f"need 0 <= rank < world_size <= {len(data)}, got rank {rank}, world_size {world_size}")
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.shuffle, self.drop_last, self.binarize = shuffle, drop_last, binarize
+        self.rank, self.world_size = rank, world_size
+        self.num_examples = len(data) // world_size  # per rank
+        self._epoch = 0
+
+    def __len__(self) -> int:
+        """Batches per epoch (the same on every rank)."""
+        n, b = self.num_examples, self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch that ``iter(self)`` yields, as with DistributedSampler."""
+        self._epoch = epoch
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self.epoch(self._epoch)
+
+    def indices(self, epoch: int) -> torch.Tensor:
+        """This rank's example indices for ``epoch``, in batch order (CPU int64)."""
+        n = len(self.data)
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(_seed(self.seed, epoch, _ORDER))
+            order = torch.randperm(n, generator=gen)
+        else:
+            order = torch.arange(n)
+        return order[self.rank : self.num_examples * self.world_size : self.world_size]
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]:
+        """The batches of ``epoch``, skipping the first ``start_batch`` (for resuming)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        idx = self.indices(epoch).to(self.data.device)
+        for k in range(start_batch, len(self)):
+            batch = self.data.index_select(0, idx[k * self.batch_size : (k + 1) * self.batch_size])
+            if self.binarize:
+                gen = torch.Generator(device=self.data.device)
+                gen.manual_seed(_seed(self.seed, epoch, _BERNOULLI, self.rank, k))
+                batch = torch.bernoulli(batch, generator=gen)
+            yield batch

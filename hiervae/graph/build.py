@@ -1,0 +1,148 @@
+"""Spec -> :class:`ModelGraph`, with the graph-level validation a schema cannot do.
+
+Each rule raises a one-line :class:`SpecError` at the declaration that breaks it:
+unknown families or transform kinds, duplicate names, dangling references, cycles,
+dimension mismatches, a latent without exactly one guide factor, or a guide factor
+conditioned on something not computable before it is sampled.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from hiervae.errors import SpecError
+from hiervae.graph.catalog import FAMILIES, TRANSFORMS, families_for
+from hiervae.graph.dsep import computable
+from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
+from hiervae.spec import FactorDecl, NodeDecl, Spec
+
+_ROLE = {LATENT: "prior", OBSERVED: "likelihood"}
+
+
+def _shape(value: int | list[int]) -> tuple[int, ...]:
+    return (value,) if isinstance(value, int) else tuple(value)
+
+
+def _resolve_given(decl: NodeDecl | FactorDecl, declared: set[str]) -> tuple[str, ...]:
+    """Drop boundary references (see templates), reject other unknown names."""
+    out: list[str] = []
+    for ref in decl.given:
+        if ref.name in declared:
+            if ref.name in out:
+                raise SpecError(f"{ref.name!r} is listed twice in given", decl.location.with_key(f"{decl.location.key}.given"))
+            out.append(ref.name)
+        elif not ref.soft:
+            raise SpecError(f"unknown node {ref.name!r} in given", decl.location.with_key(f"{decl.location.key}.given"))
+    return tuple(out)
+
+
+def _node(decl: NodeDecl, declared: set[str], nodes: dict[str, ModelNode]) -> ModelNode:
+    spec, loc = decl.spec, decl.location
+    given = _resolve_given(decl, declared)
+    if decl.kind == TRANSFORM:
+        kind = TRANSFORMS.get(spec.transform)
+        if kind is None:
+            raise SpecError(f"unknown transform {spec.transform!r} (known: {', '.join(sorted(TRANSFORMS))})", loc.with_key(f"{loc.key}.transform"))
+        if kind.bijective and decl.input is None:
+            raise SpecError(f"transform {spec.transform!r} is bijective and needs an `input`", loc)
+        if decl.input is not None:
+            if decl.input not in declared:
+                raise SpecError(f"unknown node {decl.input!r} as input", loc.with_key(f"{loc.key}.input"))
+            if decl.input in given:
+                raise SpecError(f"{decl.input!r} is the bijective input and cannot also be in given", loc.with_key(f"{loc.key}.given"))
+            source = nodes.get(decl.input)
+            if source is None:
+                raise SpecError(f"input {decl.input!r} must be declared before {decl.name!r}", loc.with_key(f"{loc.key}.input"))
+            if source.kind == OBSERVED:
+                raise SpecError(f"input {decl.input!r} is observed; a transform is bijective in a latent or transform node", loc.with_key(f"{loc.key}.input"))
+            if spec.dim is not None and spec.dim != source.dim:
+                raise SpecError(
+                    f"dimension mismatch: transform {decl.name!r} has dim {spec.dim} but its bijective input {decl.input!r} has dim {source.dim}",
+                    loc.with_key(f"{loc.key}.dim"),
+                )
+            shape = source.shape
+        elif spec.dim is None:
+            raise SpecError("a transform without a bijective input needs `dim`", loc)
+        else:
+            shape = (spec.dim,)
+        parents = ((decl.input,) if decl.input else ()) + given
+        return ModelNode(decl.name, TRANSFORM, shape, spec.transform, parents, decl.input, decl.net, dict(spec.options), loc)
+
+    family = spec.dist
+    role = _ROLE[decl.kind]
+    if family not in FAMILIES or role not in FAMILIES[family].roles:
+        raise SpecError(f"unknown {role} family {family!r} (known: {', '.join(families_for(role))})", loc.with_key(f"{loc.key}.dist"))
+    if family == "std_normal" and given:
+        raise SpecError("a std_normal prior has no parameters and cannot be conditioned (remove `given`)", loc.with_key(f"{loc.key}.given"))
+    shape = _shape(spec.latent if decl.kind == LATENT else spec.observed)
+    return ModelNode(decl.name, decl.kind, shape, family, given, None, decl.net, dict(spec.options), loc)
+
+
+def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: frozenset[str], sampled: set[str]) -> GuideFactor:
+    loc = decl.location
+    if decl.latent not in nodes:
+        raise SpecError(f"guide factor for {decl.latent!r}, which the model does not declare", loc)
+    if nodes[decl.latent].kind != LATENT:
+        raise SpecError(f"guide factors are for latent nodes; {decl.latent!r} is {nodes[decl.latent].kind}", loc)
+    if decl.latent in sampled:
+        raise SpecError(f"a second guide factor for {decl.latent!r}", loc)
+    spec = decl.spec
+    if spec.dist not in FAMILIES or "guide" not in FAMILIES[spec.dist].roles:
+        raise SpecError(f"unknown guide family {spec.dist!r} (known: {', '.join(families_for('guide'))})", loc.with_key(f"{loc.key}.dist"))
+    given = _resolve_given(decl, set(nodes))
+    for g in given:
+        if g == decl.latent:
+            raise SpecError(f"factor {decl.latent!r} cannot be conditioned on itself", loc.with_key(f"{loc.key}.given"))
+        if g not in available:
+            raise SpecError(
+                f"{g!r} is not computable before {decl.latent!r} is sampled (guide order: sample what it depends on first)",
+                loc.with_key(f"{loc.key}.given"),
+            )
+    dropped = {r.name for r in decl.given if r.soft and r.name not in nodes}  # boundary references
+    encoders = {k: v for k, v in decl.encoders.items() if k not in dropped}
+    for key in encoders:
+        if key not in given:
+            raise SpecError(f"encoder for {key!r}, which is not in given", loc.with_key(f"{loc.key}.encoders.{key}"))
+    if spec.merge == "prior":
+        missing = [p for p in nodes[decl.latent].parents if p not in given]
+        if missing:
+            raise SpecError(f"merge: prior needs the prior's inputs in given (missing {', '.join(missing)})", loc.with_key(f"{loc.key}.merge"))
+    return GuideFactor(decl.latent, spec.dist, given, encoders, decl.net, spec.merge, dict(spec.options), loc)
+
+
+def build_graph(spec: Spec) -> ModelGraph:
+    declared = {d.name for d in spec.nodes}
+    nodes: dict[str, ModelNode] = {}
+    for decl in spec.nodes:
+        if decl.name in nodes:
+            raise SpecError(f"node {decl.name!r} is declared twice (first at line {nodes[decl.name].location.line})", decl.location)
+        nodes[decl.name] = _node(decl, declared, nodes)
+
+    dag = nx.DiGraph()
+    dag.add_nodes_from(nodes)
+    for node in nodes.values():
+        dag.add_edges_from((p, node.name) for p in node.parents)
+    try:
+        cycle = nx.find_cycle(dag)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        names = [u for u, _ in cycle] + [cycle[0][0]]
+        raise SpecError(f"the model has a cycle: {' -> '.join(names)}", nodes[cycle[0][1]].location)
+    order = {n: i for i, n in enumerate(nx.topological_sort(dag))}
+    nodes = dict(sorted(nodes.items(), key=lambda kv: order[kv[0]]))
+    if not any(n.kind == OBSERVED for n in nodes.values()):
+        raise SpecError("the model has no observed node", spec.source.at(("model",)))
+
+    graph = ModelGraph(spec.name, nodes, (), spec.document.data, spec.document.train, spec.document.eval, spec.source.file)
+    observed = {n for n, v in nodes.items() if v.kind == OBSERVED}
+    sampled: set[str] = set()
+    factors: list[GuideFactor] = []
+    for decl in spec.guide:
+        available = computable(graph.dag, observed | sampled)
+        factors.append(_factor(decl, nodes, available, sampled))
+        sampled.add(decl.latent)
+    missing = [n for n, v in nodes.items() if v.kind == LATENT and n not in sampled]
+    if missing:
+        raise SpecError(f"no guide factor for latent {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""), spec.source.at(("guide",)))
+    return ModelGraph(spec.name, nodes, tuple(factors), graph.data, graph.train, graph.eval, graph.source)

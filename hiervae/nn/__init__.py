@@ -1,0 +1,56 @@
+"""Neural building blocks of the Self-Reflective VAE; importing this registers them all.
+
+Registries (names usable in specs):
+
+* ``FAMILIES`` (distribution of a stochastic layer's ``eps``): ``normal``
+  (:class:`DiagonalGaussianHead`), ``std_normal`` (:class:`StandardNormal`), ``iaf``
+  (:class:`ConditionalIAF`, a guide family: no closed-form KL).
+* ``TRANSFORMS`` (shared bijector ``z = f(eps | context)``): ``affine_lowrank``
+  (:class:`AffineLowRank`; option ``rank: 0`` gives the diagonal affine map).
+* ``ACTIVATIONS``: names accepted by every ``activation``/``out_activation`` option.
+
+Uniform contract of registered classes (see :class:`Configurable`)::
+
+    module = REGISTRY.get(name).from_config(dim, context_features, options)
+    module.options()                  # accepted option -> default, for validation
+    module.condition(context)         # family    -> Pyro distribution, event_shape (dim,)
+                                      # transform -> torch Transform on (..., dim)
+
+``context`` is a tensor ``(..., context_features)`` whose batch dims become the batch
+dims of the result, or ``None`` when ``context_features == 0`` (root layer: learned
+constants, unbatched result that Pyro plates broadcast).  All of them are
+``nn.Module``\\ s, to be registered with ``pyro.module``.
+"""
+
+from hiervae.nn.bijectors import AffineLowRank, ConditionalIAF, LowRankAffineTransform
+from hiervae.nn.gaussian import (
+    VARIANCE_FLOOR,
+    DiagonalGaussianHead,
+    StandardNormal,
+    diag_normal,
+    scale_from_raw,
+    softplus_elu,
+    variance_from_raw,
+)
+from hiervae.nn.mlp import ACTIVATIONS, MLP, ParamNet, make_activation
+from hiervae.nn.registry import FAMILIES, TRANSFORMS, Configurable
+
+__all__ = [
+    "ACTIVATIONS",
+    "FAMILIES",
+    "MLP",
+    "TRANSFORMS",
+    "VARIANCE_FLOOR",
+    "AffineLowRank",
+    "Configurable",
+    "ConditionalIAF",
+    "DiagonalGaussianHead",
+    "LowRankAffineTransform",
+    "ParamNet",
+    "StandardNormal",
+    "diag_normal",
+    "make_activation",
+    "scale_from_raw",
+    "softplus_elu",
+    "variance_from_raw",
+]

@@ -1,0 +1,209 @@
+"""The typed schema of a spec file, as written (before loops are expanded).
+
+Pydantic models with ``extra="forbid"``: an unknown key is an error, not a silent no-op.
+Strings may contain template expressions (``eps(l)``, ``z(l-1)``); they are expanded by
+:mod:`hiervae.spec.templates` after this schema has checked the shape of the document.
+``hiervae schema`` publishes :func:`json_schema` for editors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- networks
+class NetworkSpec(_Strict):
+    """A network template: an MLP trunk; the consumer adds its own output heads.
+
+    ``out`` is the feature size of an encoder; for heads (Gaussian loc/scale, bijector
+    parameters) the consumer fixes the output size and ``out`` must be omitted.
+    ``extends`` copies another named template and overrides the keys given here.
+    """
+
+    extends: str | None = Field(None, description="name of a template in `networks` to start from")
+    mlp: list[PositiveInt] | None = Field(None, description="hidden layer sizes")
+    activation: str | None = Field(None, description="hidden activation (relu, tanh, elu, ...)")
+    out: PositiveInt | None = Field(None, description="output feature size (encoders)")
+    out_activation: str | None = Field(None, description="activation of the output layer")
+    batch_norm: bool | None = Field(None, description="batch norm at the input of each layer")
+    dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    separate: bool | None = Field(None, description="one network per output head (paper) instead of a shared trunk")
+    resnet: list[PositiveInt] | None = Field(None, description="convolutional ResNet blocks: filters per block")
+    scale: Literal["down", "up"] | None = Field(None, description="each ResNet block halves (down) or doubles (up) the feature map")
+    kernel: PositiveInt | None = Field(None, description="convolution kernel size")
+
+
+NetRef = Union[str, NetworkSpec]
+
+
+# ---------------------------------------------------------------- model nodes
+Shape = Union[PositiveInt, list[PositiveInt]]
+
+
+class LatentNodeSpec(_Strict):
+    """A sampled latent node: ``eps3: {latent: 10, dist: normal, given: [z2], net: gauss}``."""
+
+    latent: Shape = Field(description="dimension (or event shape) of the latent")
+    dist: str = Field("normal", description="prior family; parameters are a network of `given` (learned constants when empty)")
+    given: list[str] = Field(default_factory=list, description="model nodes the prior is conditioned on")
+    net: NetRef | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="family-specific options")
+
+
+class TransformNodeSpec(_Strict):
+    """A deterministic node ``z = f(input; given)``, bijective in ``input`` when given."""
+
+    transform: str = Field(description="transform kind, e.g. affine_lowrank")
+    input: str | None = Field(None, description="the input in which the transform is bijective")
+    given: list[str] = Field(default_factory=list, description="nodes its parameters are computed from")
+    dim: PositiveInt | None = Field(None, description="output dimension (defaults to the input's)")
+    net: NetRef | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="kind-specific options, e.g. {rank: 1}")
+
+
+class ObservedNodeSpec(_Strict):
+    """An observed node: ``x: {observed: [784], dist: bernoulli, given: [z1..z10], net: dec}``."""
+
+    observed: Shape = Field(description="event shape of one data point")
+    dist: str = Field("bernoulli", description="likelihood family")
+    given: list[str] = Field(default_factory=list)
+    net: NetRef | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+NODE_KINDS: dict[str, type[_Strict]] = {
+    "latent": LatentNodeSpec,
+    "transform": TransformNodeSpec,
+    "observed": ObservedNodeSpec,
+}
+
+
+class GuideFactorSpec(_Strict):
+    """One guide factor q(latent | given): its family, conditioning set and networks."""
+
+    dist: str = Field("normal", description="variational family (normal, iaf, ...)")
+    given: list[str] = Field(default_factory=list, description="observed nodes and model nodes computable from earlier guide samples")
+    encoders: dict[str, NetRef] = Field(default_factory=dict, description="per-input encoder network, applied before `net`")
+    net: NetRef | None = None
+    merge: Literal["prior"] | None = Field(None, description="'prior': precision-weighted merge with the model's prior (Ladder VAE)")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class LoopSpec(_Strict):
+    """``for: l in 1..10`` followed by ``nodes:`` (model) or ``factors:`` (guide)."""
+
+    for_: str = Field(alias="for", pattern=r"^\s*[A-Za-z_]\w*\s+in\s+\S+\s*\.\.\s*\S+\s*$", description="`VAR in START..END` (inclusive, integer expressions)")
+    nodes: dict[str, dict[str, Any]] | None = None
+    factors: dict[str, GuideFactorSpec] | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------- data / train / eval
+class DataSpec(_Strict):
+    dataset: str = Field("mnist", description="mnist | binarized_mnist | digits")
+    binarize: Literal["dynamic", "static", "none"] = "dynamic"
+    validation: int = Field(10000, ge=0, description="examples held out of the training set for validation")
+    data_dir: str | None = Field(None, description="offline data directory (else $HIERVAE_DATA, else the download cache)")
+
+
+class AdamSpec(_Strict):
+    name: Literal["adam"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0, description="L2 regularisation (paper: 1e-5)")
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+
+
+class GeometricWarmup(_Strict):
+    """Paper 5.1: train 2^n epochs at beta_n = 10^(n/N - 1), beta_0 = 0, scaled to `epochs`."""
+
+    schedule: Literal["geometric"]
+    levels: PositiveInt = 10
+    epochs: PositiveInt = 1024
+
+
+class LinearWarmup(_Strict):
+    schedule: Literal["linear"]
+    epochs: PositiveInt
+
+
+class ConstantBeta(_Strict):
+    schedule: Literal["constant"]
+    beta: float = Field(1.0, ge=0)
+
+
+Warmup = Annotated[Union[GeometricWarmup, LinearWarmup, ConstantBeta], Field(discriminator="schedule")]
+
+
+class TrainSpec(_Strict):
+    batch_size: PositiveInt = 256
+    epochs: PositiveInt = 10
+    seed: int = 0
+    optimizer: AdamSpec = AdamSpec()
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    reconstruction_epochs: int = Field(0, ge=0, description="reconstruction-only phase (beta = 0) before warm-up")
+    kl_warmup: Warmup = ConstantBeta(schedule="constant")
+    free_bits: float = Field(0.0, ge=0, description="nats per layer group below which KL is not penalised")
+    elbo: Literal["auto", "mean_field", "trace"] = Field("auto", description="auto: analytic KL where `check` allows it")
+    compile: bool = Field(False, description="torch.compile the training loss")
+    max_nonfinite_steps: PositiveInt = Field(10, description="consecutive NaN/inf steps before stopping")
+
+
+class EvalSpec(_Strict):
+    importance_samples: PositiveInt = 1000
+    chunk_size: PositiveInt = Field(100, description="importance samples per chunk (bounds memory)")
+    batch_size: PositiveInt = 100
+    active_units_threshold: float = Field(0.01, gt=0)
+
+
+# ---------------------------------------------------------------- document
+ModelEntry = Union[LoopSpec, dict[str, dict[str, Any]]]
+GuideEntry = Union[LoopSpec, dict[str, GuideFactorSpec]]
+
+
+class SpecDocument(_Strict):
+    """A whole spec file."""
+
+    name: str
+    description: str = ""
+    vars: dict[str, int] = Field(default_factory=dict, description="integers usable in templates, e.g. {L: 10}")
+    data: DataSpec = DataSpec()
+    networks: dict[str, NetworkSpec] = Field(default_factory=dict)
+    model: list[dict[str, Any]] = Field(min_length=1, description="node declarations and `for` blocks, in order")
+    guide: list[dict[str, Any]] = Field(default_factory=list, description="one factor per latent, in sampling order")
+    train: TrainSpec = TrainSpec()
+    eval: EvalSpec = EvalSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_empty(cls, data: Any) -> Any:
+        if data is None:
+            raise ValueError("the spec is empty")
+        return data
+
+
+def json_schema() -> dict[str, Any]:
+    """A JSON Schema of the spec language, with node kinds spelt out for editors."""
+    schema = SpecDocument.model_json_schema()
+    defs = schema.setdefault("$defs", {})
+    for cls in (*NODE_KINDS.values(), GuideFactorSpec, LoopSpec):
+        sub = cls.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(sub.pop("$defs", {}))
+        defs[cls.__name__] = sub
+    node = {"anyOf": [{"$ref": f"#/$defs/{c.__name__}"} for c in NODE_KINDS.values()]}
+    loop = {"$ref": "#/$defs/LoopSpec"}
+    schema["properties"]["model"]["items"] = {"anyOf": [loop, {"type": "object", "additionalProperties": node}]}
+    schema["properties"]["guide"]["items"] = {
+        "anyOf": [loop, {"type": "object", "additionalProperties": {"$ref": "#/$defs/GuideFactorSpec"}}]
+    }
+    defs["LoopSpec"]["properties"]["nodes"] = {"type": "object", "additionalProperties": node}
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "hiervae spec"
+    return schema
