@@ -6,7 +6,8 @@ Registries (names usable in specs):
   (:class:`DiagonalGaussianHead`), ``std_normal`` (:class:`StandardNormal`), ``iaf``
   (:class:`ConditionalIAF`, a guide family: no closed-form KL).
 * ``TRANSFORMS`` (shared bijector ``z = f(eps | context)``): ``affine_lowrank``
-  (:class:`AffineLowRank`; option ``rank: 0`` gives the diagonal affine map).
+  (:class:`AffineLowRank`), ``affine_diag`` (:class:`AffineDiag`, the same with
+  ``rank`` pinned to 0).
 * ``ACTIVATIONS``: names accepted by every ``activation``/``out_activation`` option.
 
 Uniform contract of registered classes (see :class:`Configurable`)::
@@ -22,7 +23,7 @@ constants, unbatched result that Pyro plates broadcast).  All of them are
 ``nn.Module``\\ s, to be registered with ``pyro.module``.
 """
 
-from hiervae.nn.bijectors import AffineLowRank, ConditionalIAF, LowRankAffineTransform
+from hiervae.nn.bijectors import AffineDiag, AffineLowRank, ConditionalIAF, LowRankAffineTransform
 from hiervae.nn.gaussian import (
     VARIANCE_FLOOR,
     DiagonalGaussianHead,
@@ -41,6 +42,7 @@ __all__ = [
     "MLP",
     "TRANSFORMS",
     "VARIANCE_FLOOR",
+    "AffineDiag",
     "AffineLowRank",
     "Configurable",
     "ConditionalIAF",

@@ -8,7 +8,7 @@ the compiler can put them straight into ``pyro.sample`` sites and
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, partialmethod
 from typing import Sequence
 
 import pyro.distributions as dist
@@ -38,7 +38,9 @@ class LowRankAffineTransform(Transform):
     codomain = constraints.real_vector
     bijective = True
 
-    def __init__(self, shift: torch.Tensor, diag: torch.Tensor, factor: torch.Tensor, cache_size: int = 0):
+    def __init__(
+        self, shift: torch.Tensor, diag: torch.Tensor, factor: torch.Tensor, cache_size: int = 0
+    ):
         super().__init__(cache_size=cache_size)
         self.shift, self.diag, self.factor = shift, diag, factor
 
@@ -76,9 +78,10 @@ class AffineLowRank(Configurable, ConditionalTransformModule):
     """The paper's shared transformational layer ``z^l = f^l(eps^l | z^{l-1})``.
 
     ``f(eps) = shift + (diag(d) + U U^T) eps`` ("diagonal plus unit-rank affine",
-    Table 5; ``rank`` generalises it, ``rank=0`` is the diagonal affine map).  shift,
-    d and U come from separate identical MLPs of the context (Table 5: 2 x 20 units,
-    tanh, tanh output), or are learned constants when ``context_features == 0``.
+    Table 5; ``rank`` generalises it, ``rank=0`` is :class:`AffineDiag`).  shift, d
+    and U come from three identical MLPs of the context (Table 5: 2 x 20 units, tanh,
+    tanh output; ``separate_networks=False`` shares one), or are learned constants
+    when ``context_features == 0``.
     ``d = softplus(elu(raw)) + diag_floor > 0`` keeps ``f`` invertible (appendix 7:
     "a similar parametrization is used for the scale" of these layers).
 
@@ -100,21 +103,34 @@ class AffineLowRank(Configurable, ConditionalTransformModule):
         out_activation: str | None = "tanh",
         batch_norm: bool = False,
         dropout: float = 0.0,
+        separate_networks: bool = True,
         diag_floor: float = VARIANCE_FLOOR,
     ):
         super().__init__()
-        self.dim, self.context_features, self.rank, self.diag_floor = dim, context_features, rank, diag_floor
+        self.dim, self.context_features = dim, context_features
+        self.rank, self.diag_floor = rank, diag_floor
         mlp = dict(hidden=hidden, activation=activation, out_activation=out_activation,
                    batch_norm=batch_norm, dropout=dropout)
         inits = [torch.zeros(dim), torch.full((dim,), raw_of_one(diag_floor))]
         if rank:
-            inits.append(nn.init.xavier_normal_(torch.empty(dim, rank)))
+            inits.append(nn.init.xavier_normal_(torch.empty(dim, rank)).flatten())
+        if not separate_networks:
+            inits = [torch.cat(inits)]
         self.nets = nn.ModuleList(ParamNet(context_features, init, **mlp) for init in inits)
 
     def condition(self, context: torch.Tensor | None = None) -> LowRankAffineTransform:
-        shift, raw_diag, *factor = (net(context) for net in self.nets)
-        factor = factor[0].unflatten(-1, (self.dim, self.rank)) if factor else shift.new_zeros(*shift.shape, 0)
+        params = torch.cat([net(context) for net in self.nets], -1)
+        shift, raw_diag, factor = params.split([self.dim, self.dim, self.dim * self.rank], -1)
+        factor = factor.unflatten(-1, (self.dim, self.rank))
         return LowRankAffineTransform(shift, softplus_elu(raw_diag) + self.diag_floor, factor)
+
+
+@TRANSFORMS.register("affine_diag")
+class AffineDiag(AffineLowRank):
+    """``z = shift + d * eps``: :class:`AffineLowRank` with ``rank`` pinned to 0."""
+
+    fixed_options = {"rank": 0}
+    __init__ = partialmethod(AffineLowRank.__init__, **fixed_options)
 
 
 @FAMILIES.register("iaf")
@@ -127,8 +143,10 @@ class ConditionalIAF(Configurable, ConditionalDistribution, nn.Module):
     ``ConditionalAffineAutoregressive`` + ``ConditionalAutoRegressiveNN`` rather than
     nflows' MADE because they are already Pyro transforms: ``condition`` yields a
     Pyro ``TransformedDistribution`` usable in a ``pyro.sample`` site with no adapter,
-    and Pyro caches each step's input so ``log_prob`` of the guide's own ``rsample``
-    costs one pass (scoring any other value inverts sequentially, O(dim) passes).
+    and each step caches its last (input, output) pair, so ``log_prob`` of the guide's
+    own ``rsample`` costs one pass (scoring any other value inverts sequentially,
+    O(dim) passes).  There is no closed-form KL: sites with this family need a Monte
+    Carlo ELBO term.
 
     Permutations between steps: step ``k`` orders the variables by ``arange(dim)``,
     reversed for odd ``k`` (as in the IAF paper).  This is done through the MADE's
@@ -151,8 +169,10 @@ class ConditionalIAF(Configurable, ConditionalDistribution, nn.Module):
     ):
         super().__init__()
         self.dim, self.context_features = dim, context_features
-        self.base = DiagonalGaussianHead(dim, context_features, hidden=base_hidden, activation=activation,
-                                         batch_norm=batch_norm, variance_floor=variance_floor)
+        self.base = DiagonalGaussianHead(
+            dim, context_features, hidden=base_hidden, activation=activation,
+            batch_norm=batch_norm, variance_floor=variance_floor,
+        )
         order = torch.arange(dim)
         self.steps = nn.ModuleList(
             ConditionalAffineAutoregressive(

@@ -3,10 +3,11 @@
 Appendix 7, eq. (11): ``sigma^2 = softplus(elu(raw))``.  Large positive ``raw`` is
 left (almost) unchanged; negative ``raw`` is squashed by elu to ``> -1`` and then
 mapped by softplus to a positive value.  The map is bounded below by
-``softplus(-1) ~= 0.3133``, so on its own it already keeps variances away from zero;
-the extra ``floor`` (added to the *variance*, default 1e-4) only guards the
-generalisations we allow (``floor`` is configurable, and the same map is reused by
-the bijectors for their diagonal scale).
+``softplus(-1) ~= 0.3133`` (a standard deviation of at least ~0.56), so on its own it
+never reaches zero.  The extra ``floor``, added to the *variance* (default 1e-4), is
+therefore redundant with this map: it shifts the bound to ``0.3133 + floor``, and is
+configurable so a spec can raise the minimum variance explicitly.  The bijectors
+reuse :func:`softplus_elu` for their diagonal scale.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ reject a misspelt option before anything is built.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from hiervae.registry import Registry
 
@@ -25,14 +25,18 @@ class Configurable:
     """Mixin of registered classes: ``__init__(self, dim, context_features, **options)``.
 
     All options are keyword arguments with defaults; ``context_features == 0`` means
-    an unconditioned layer (the root of the hierarchy).
+    an unconditioned layer (the root of the hierarchy).  A registered variant of a
+    class pins some options in ``fixed_options`` (and its ``__init__``); they are then
+    not options of the variant.
     """
+
+    fixed_options: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def options(cls) -> dict[str, Any]:
         """Option name -> default, read from the constructor signature."""
-        params = list(inspect.signature(cls).parameters.values())
-        return {p.name: p.default for p in params[2:]}
+        params = list(inspect.signature(cls).parameters.values())[2:]
+        return {p.name: p.default for p in params if p.name not in cls.fixed_options}
 
     @classmethod
     def from_config(cls, dim: int, context_features: int, config: Mapping[str, Any] | None = None):
@@ -42,6 +46,7 @@ class Configurable:
         unknown = sorted(set(config) - set(known))
         if unknown:
             raise ValueError(
-                f"{cls.__name__}: unknown option(s) {', '.join(unknown)} (known: {', '.join(known)})"
+                f"{cls.__name__}: unknown option(s) {', '.join(unknown)}"
+                f" (known: {', '.join(known)})"
             )
         return cls(dim, context_features, **config)

@@ -6,14 +6,20 @@ import pytest
 import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
-from hiervae.nn import DiagonalGaussianHead, StandardNormal, diag_normal, scale_from_raw, variance_from_raw
+from hiervae.nn import (
+    DiagonalGaussianHead,
+    StandardNormal,
+    diag_normal,
+    scale_from_raw,
+    variance_from_raw,
+)
 from hiervae.nn.gaussian import raw_of_one
 
 SOFTPLUS_MINUS_ONE = math.log1p(math.exp(-1.0))  # inf of softplus(elu(.))
 
 
 def test_variance_is_positive_increasing_and_identity_for_large_raw():
-    raw = torch.linspace(-50, 50, 2001, dtype=torch.float64)
+    raw = torch.linspace(-20, 50, 1401, dtype=torch.float64)
     var = variance_from_raw(raw, floor=0.0)
     assert (var > 0).all()
     assert (var.diff() > 0).all()
@@ -24,9 +30,10 @@ def test_variance_lower_bound_and_floor():
     very_negative = torch.tensor([-1e4], dtype=torch.float64)
     assert variance_from_raw(very_negative, floor=0.0).item() == pytest.approx(SOFTPLUS_MINUS_ONE)
     raw = torch.randn(100, dtype=torch.float64)
-    torch.testing.assert_close(variance_from_raw(raw, floor=0.25) - variance_from_raw(raw, floor=0.0),
-                               torch.full_like(raw, 0.25))
-    assert (variance_from_raw(raw) - variance_from_raw(raw, floor=0.0)).unique().item() == pytest.approx(1e-4)
+    unfloored = variance_from_raw(raw, floor=0.0)
+    floored = variance_from_raw(raw, floor=0.25)
+    torch.testing.assert_close(floored - unfloored, torch.full_like(raw, 0.25))
+    torch.testing.assert_close(variance_from_raw(raw) - unfloored, torch.full_like(raw, 1e-4))
 
 
 def test_scale_is_sqrt_of_variance_with_finite_gradients():
@@ -39,7 +46,8 @@ def test_scale_is_sqrt_of_variance_with_finite_gradients():
 
 @pytest.mark.parametrize("floor", [0.0, 1e-4, 0.3])
 def test_raw_of_one_maps_to_unit_variance(floor):
-    assert variance_from_raw(torch.tensor(raw_of_one(floor), dtype=torch.float64), floor).item() == pytest.approx(1.0)
+    raw = torch.tensor(raw_of_one(floor), dtype=torch.float64)
+    assert variance_from_raw(raw, floor).item() == pytest.approx(1.0)
 
 
 def test_head_shapes_with_batch_dims():
@@ -57,7 +65,7 @@ def test_separate_networks_are_independent():
     loc, _ = head(torch.randn(6, 3))
     loc.sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in loc_net.parameters())
-    assert all(p.grad is None for p in scale_net.parameters())
+    assert all(p.grad is None or not p.grad.any() for p in scale_net.parameters())
 
 
 def test_shared_network_option():
