@@ -42,6 +42,7 @@ class Source:
     default_binarize: str
     default_validation: int | None  # None: the validation split is given by the data
     description: str
+    binary: bool = False  # already a fixed binarisation: dynamic binarisation is refused
 
 
 DATASETS: Registry[Source] = Registry("dataset")

@@ -136,5 +136,6 @@ def load_raw(data_dir: str | Path | None = None, download: bool = True) -> RawDa
 
 DATASETS.register(NAME)(
     Source(load_raw, default_binarize="static", default_validation=None,
-           description="statically binarised MNIST of Larochelle & Murray (50000/10000/10000), values {0, 1}")
+           description="statically binarised MNIST of Larochelle & Murray (50000/10000/10000), values {0, 1}",
+           binary=True)
 )

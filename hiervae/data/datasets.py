@@ -110,12 +110,12 @@ def load_dataset(
     mode = source.default_binarize if binarize is None else binarize
     if mode not in BINARIZE_MODES:
         raise DataError(f"{name}: binarize must be one of {', '.join(BINARIZE_MODES)}, got {binarize!r}")
-    raw = source.load(data_dir, download)
-    if raw.binary and mode == "dynamic":
+    if source.binary and mode == "dynamic":
         raise DataError(
-            f"{name}: is already binarised once (a fixed published sample), so it cannot be "
+            f"{name}: the data is already a fixed binarisation (one published sample), so it cannot be "
             f"binarised dynamically; use binarize 'static' (or 'none'), or dataset 'mnist' for dynamic binarisation"
         )
+    raw = source.load(data_dir, download)
     train, valid, train_labels, valid_labels = _split(name, raw, validation, source.default_validation)
     test = raw.test
     if not raw.binary and mode != "none":
