@@ -143,7 +143,7 @@ def open_path(dag: nx.DiGraph, a: Iterable[str], b: Iterable[str], given: Iterab
         leaves_to_parent = nxt_state[1] == "up"
         if arrived_from_parent and leaves_to_parent:
             if v in closure:
-                why = "conditioned on" if v in set(given) else "determined by the conditioning set"
+                why = "observed" if dag.nodes[v].get("kind") == "observed" else "conditioned on" if v in set(given) else "determined by the conditioning set"
                 steps.append(PathStep(v, f"collider ({prev} -> {v} <- {nxt_state[0]}), {why}"))
             else:
                 witness = next(z for z in sorted(closure) if z in nx.descendants(dag, v))
