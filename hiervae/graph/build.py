@@ -12,7 +12,7 @@ import networkx as nx
 
 from hiervae.errors import SpecError
 from hiervae.graph.catalog import FAMILIES, TRANSFORMS, families_for
-from hiervae.graph.dsep import computable
+from hiervae.graph.dsep import Closure
 from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
 from hiervae.spec import FactorDecl, NodeDecl, Spec
 
@@ -25,12 +25,12 @@ def _shape(value: int | list[int]) -> tuple[int, ...]:
 
 def _resolve_given(decl: NodeDecl | FactorDecl, declared: set[str]) -> tuple[str, ...]:
     """Drop boundary references (see templates), reject other unknown names."""
-    out: list[str] = []
+    out: dict[str, None] = {}  # ordered set
     for ref in decl.given:
         if ref.name in declared:
             if ref.name in out:
                 raise SpecError(f"{ref.name!r} is listed twice in given", decl.location.with_key(f"{decl.location.key}.given"))
-            out.append(ref.name)
+            out[ref.name] = None
         elif not ref.soft:
             raise SpecError(f"unknown node {ref.name!r} in given", decl.location.with_key(f"{decl.location.key}.given"))
     return tuple(out)
@@ -78,7 +78,7 @@ def _node(decl: NodeDecl, declared: set[str], nodes: dict[str, ModelNode]) -> Mo
     return ModelNode(decl.name, decl.kind, shape, family, given, None, decl.net, dict(spec.options), loc)
 
 
-def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: frozenset[str], sampled: set[str]) -> GuideFactor:
+def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: set[str], sampled: set[str]) -> GuideFactor:
     loc = decl.location
     if decl.latent not in nodes:
         raise SpecError(f"guide factor for {decl.latent!r}, which the model does not declare", loc)
@@ -135,13 +135,14 @@ def build_graph(spec: Spec) -> ModelGraph:
         raise SpecError("the model has no observed node", spec.source.at(("model",)))
 
     graph = ModelGraph(spec.name, nodes, (), spec.document.data, spec.document.train, spec.document.eval, spec.source.file)
-    observed = {n for n, v in nodes.items() if v.kind == OBSERVED}
+    available = Closure(graph.dag, invert=False)  # what the guide can compute so far
+    available.add(n for n, v in nodes.items() if v.kind == OBSERVED)
     sampled: set[str] = set()
     factors: list[GuideFactor] = []
     for decl in spec.guide:
-        available = computable(graph.dag, observed | sampled)
-        factors.append(_factor(decl, nodes, available, sampled))
+        factors.append(_factor(decl, nodes, available.members, sampled))
         sampled.add(decl.latent)
+        available.add([decl.latent])
     missing = [n for n, v in nodes.items() if v.kind == LATENT and n not in sampled]
     if missing:
         raise SpecError(f"no guide factor for latent {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""), spec.source.at(("guide",)))

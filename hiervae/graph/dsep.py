@@ -16,9 +16,23 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterable
 
+import weakref
+
 import networkx as nx
 
 TRANSFORM = "transform"
+_CONSTANTS: "weakref.WeakKeyDictionary[nx.DiGraph, tuple[int, tuple[str, ...]]]" = weakref.WeakKeyDictionary()
+
+
+def _constant_transforms(dag: nx.DiGraph) -> tuple[str, ...]:
+    """Transforms without parents (learned constants): known before anything is observed.
+    Cached per graph (and invalidated when the graph's size changes)."""
+    key = dag.number_of_nodes() * 1_000_003 + dag.number_of_edges()
+    cached = _CONSTANTS.get(dag)
+    if cached is None or cached[0] != key:
+        cached = (key, tuple(t for t in dag if _is_transform(dag, t) and dag.in_degree(t) == 0))
+        _CONSTANTS[dag] = cached
+    return cached[1]
 
 
 def _is_transform(dag: nx.DiGraph, node: str) -> bool:
@@ -27,51 +41,71 @@ def _is_transform(dag: nx.DiGraph, node: str) -> bool:
 
 def computable(dag: nx.DiGraph, known: Iterable[str]) -> frozenset[str]:
     """Forward closure only (rule 1): what a sampler can compute from ``known``."""
-    return _closure(dag, known, invert=False)
+    closure = Closure(dag, invert=False)
+    closure.add(known)
+    return frozenset(closure.members)
 
 
 def functional_closure(dag: nx.DiGraph, given: Iterable[str]) -> frozenset[str]:
     """Everything determined by ``given``: rule 1 (forward) and rule 2 (inverse), to a fixed point."""
-    return _closure(dag, given, invert=True)
+    closure = Closure(dag, invert=True)
+    closure.add(given)
+    return frozenset(closure.members)
 
 
-def _closure(dag: nx.DiGraph, given: Iterable[str], invert: bool) -> frozenset[str]:
-    closed: set[str] = set()
-    missing = {t: dag.in_degree(t) for t in dag if _is_transform(dag, t)}
-    queue = deque(given)
+class Closure:
+    """A closure that grows incrementally: ``add`` propagates the rules from new members only.
 
-    def try_transform(t: str) -> None:
+    Each transform keeps a count of parents not yet known, so adding a node costs time
+    proportional to its out-degree; growing the closure node by node along a guide
+    (as the builder does) is linear in the graph, not quadratic.
+    """
+
+    def __init__(self, dag: nx.DiGraph, invert: bool):
+        self.dag = dag
+        self.invert = invert
+        self.members: set[str] = set()
+        self.missing: dict[str, int] = {}  # transform -> parents not yet known (filled lazily)
+        self.add(_constant_transforms(dag))
+
+    def add(self, nodes: Iterable[str]) -> None:
+        queue = deque(nodes)
+        while queue:
+            v = queue.popleft()
+            if v in self.members:
+                continue
+            self.members.add(v)
+            for child in self.dag.successors(v):
+                if _is_transform(self.dag, child):
+                    self.missing[child] = self.missing.get(child, self.dag.in_degree(child)) - 1
+                    self._fire(child, queue)
+            if _is_transform(self.dag, v):
+                self.missing.setdefault(v, self.dag.in_degree(v))
+                self._fire(v, queue)
+
+    def _fire(self, t: str, queue: deque) -> None:
         # rule 1: all parents known -> t known
-        if t not in closed and missing[t] == 0:
+        if t not in self.members and self.missing[t] == 0:
             queue.append(t)
         # rule 2: t and all parents but its bijective input known -> the input is known
-        bij = dag.nodes[t].get("bijective_input")
-        if invert and t in closed and bij is not None and bij not in closed and missing[t] == 1:
+        bij = self.dag.nodes[t].get("bijective_input")
+        if self.invert and t in self.members and bij is not None and bij not in self.members and self.missing[t] == 1:
             queue.append(bij)
-
-    while queue:
-        v = queue.popleft()
-        if v in closed:
-            continue
-        closed.add(v)
-        for child in dag.successors(v):
-            if child in missing:
-                missing[child] -= 1
-                try_transform(child)
-        if v in missing:
-            try_transform(v)
-    return frozenset(closed)
 
 
 def conditionally_independent(dag: nx.DiGraph, a: Iterable[str], b: Iterable[str], given: Iterable[str]) -> bool:
     """Is ``a`` independent of ``b`` given ``given`` for every distribution of this structure?"""
-    closure = functional_closure(dag, given)
+    return independent_given_closure(dag, a, b, functional_closure(dag, given))
+
+
+def independent_given_closure(dag: nx.DiGraph, a: Iterable[str], b: Iterable[str], closure: frozenset[str]) -> bool:
+    """:func:`conditionally_independent` with the functional closure already computed."""
     a_, b_ = set(a) - closure, set(b) - closure
     if not a_ or not b_:
         return True
     if a_ & b_:
         return False
-    return nx.is_d_separator(dag, a_, b_, set(closure))
+    return _search(dag, a_, b_, closure) is None
 
 
 def _ancestors_of_set(dag: nx.DiGraph, nodes: Iterable[str]) -> set[str]:
@@ -94,28 +128,22 @@ class PathStep:
     reason: str
 
 
-def open_path(dag: nx.DiGraph, a: Iterable[str], b: Iterable[str], given: Iterable[str]) -> list[PathStep] | None:
-    """One active path from ``a`` to ``b`` given the closure of ``given``, or None.
-
-    Bayes-ball reachability over (node, direction) states: ``up`` means we arrived
-    from a child, ``down`` from a parent.  Each step records its predecessor so the
-    path can be printed with the reason each intermediate node is open.
+def _search(dag: nx.DiGraph, a: set[str], b: set[str], closure: frozenset[str]):
+    """Bayes-ball reachability over (node, direction) states; ``up`` means we arrived
+    from a child, ``down`` from a parent.  Returns (goal state, predecessor map) for
+    the first active path found from ``a`` to ``b`` given ``closure``, or None.
+    Linear in the size of the graph; a collider is open when it or one of its
+    descendants is in the closure (the ancestors of the closure, found in one pass).
     """
-    closure = functional_closure(dag, given)
-    a_, b_ = set(a) - closure, set(b) - closure
-    if not a_ or not b_:
-        return None
-    opened = _ancestors_of_set(dag, closure)  # colliders with a conditioned descendant are open
-    start = [(v, "up") for v in sorted(a_)]
+    opened = _ancestors_of_set(dag, closure)
+    start = [(v, "up") for v in sorted(a)]
     parent: dict[tuple[str, str], tuple[str, str] | None] = {s: None for s in start}
     queue = deque(start)
-    goal = None
     while queue:
         state = queue.popleft()
         v, direction = state
-        if v in b_ and parent[state] is not None or (v in b_ and v in a_):
-            goal = state
-            break
+        if v in b:
+            return state, parent
         nxt: list[tuple[str, str]] = []
         if direction == "up" and v not in closure:
             nxt += [(p, "up") for p in dag.predecessors(v)] + [(c, "down") for c in dag.successors(v)]
@@ -128,8 +156,20 @@ def open_path(dag: nx.DiGraph, a: Iterable[str], b: Iterable[str], given: Iterab
             if s not in parent:
                 parent[s] = state
                 queue.append(s)
-    if goal is None:
+    return None
+
+
+def open_path(dag: nx.DiGraph, a: Iterable[str], b: Iterable[str], given: Iterable[str]) -> list[PathStep] | None:
+    """One active path from ``a`` to ``b`` given the closure of ``given``, with the
+    reason each intermediate node lets it through; None when there is none."""
+    closure = functional_closure(dag, given)
+    a_, b_ = set(a) - closure, set(b) - closure
+    if not a_ or not b_:
         return None
+    found = _search(dag, a_, b_, closure)
+    if found is None:
+        return None
+    goal, parent = found
     states = [goal]
     while parent[states[-1]] is not None:
         states.append(parent[states[-1]])  # type: ignore[arg-type]

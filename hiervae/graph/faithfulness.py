@@ -19,7 +19,7 @@ from typing import Iterable
 import networkx as nx
 
 from hiervae.graph.catalog import FAMILIES
-from hiervae.graph.dsep import PathStep, computable, conditionally_independent, functional_closure, open_path
+from hiervae.graph.dsep import PathStep, computable, functional_closure, independent_given_closure, open_path
 from hiervae.graph.ir import LATENT, TRANSFORM, ModelGraph
 
 
@@ -71,17 +71,17 @@ class Report:
 
 
 def factor_query(dag: nx.DiGraph, latent: str, earlier: Iterable[str], given: Iterable[str], observed: Iterable[str]):
-    """The CI query that decides one factor: (a, b, conditioning set), closure applied."""
+    """The CI query that decides one factor: (a, b, conditioning set), closure applied,
+    and whether it holds."""
     conditioning = frozenset(given) | frozenset(observed)
     closure = functional_closure(dag, conditioning)
     a = frozenset({latent}) - closure
     b = frozenset(earlier) - closure
-    return a, b, conditioning
+    return (a, b, conditioning), independent_given_closure(dag, a, b, closure)
 
 
 def factor_passes(dag: nx.DiGraph, latent: str, earlier: Iterable[str], given: Iterable[str], observed: Iterable[str]) -> bool:
-    a, b, cond = factor_query(dag, latent, earlier, given, observed)
-    return conditionally_independent(dag, a, b, cond)
+    return factor_query(dag, latent, earlier, given, observed)[1]
 
 
 def suggest(dag: nx.DiGraph, latent: str, earlier: list[str], observed: list[str], current: Iterable[str]) -> tuple[str, ...]:
@@ -109,33 +109,38 @@ def suggest(dag: nx.DiGraph, latent: str, earlier: list[str], observed: list[str
     return tuple(o for o in current if o in observed) + tuple(kept)
 
 
-def _latent_sources(graph: ModelGraph, node: str) -> set[str]:
-    """The latents a node is computed from through deterministic nodes (itself if latent)."""
-    kind = graph.nodes[node].kind
-    if kind != TRANSFORM:
-        return {node}
-    out: set[str] = set()
-    for p in graph.nodes[node].parents:
-        out |= _latent_sources(graph, p)
-    return out
-
-
 def mean_field_problems(graph: ModelGraph) -> list[str]:
     """Pyro's analytic-KL ELBO needs each latent's model parents to be computable in the guide
-    before that latent is sampled: none may depend on it or on its guide descendants."""
-    guide = nx.DiGraph()
-    guide.add_nodes_from(f.latent for f in graph.guide)
-    for f in graph.guide:
-        for g in f.given:
-            if g in graph.nodes and graph.nodes[g].kind != "observed":
-                guide.add_edges_from((s, f.latent) for s in _latent_sources(graph, g) if graph.nodes[s].kind == LATENT)
+    without that latent: no parent may depend on it, directly or through guide samples
+    that depend on it.
+
+    Dependence in the guide is reachability in H = model's deterministic edges + one edge
+    from each guide factor's ``given`` node to its latent.  Only a parent computed from a
+    latent sampled no earlier than the factor can be affected, so H is searched only then
+    (the latest guide position among a node's sources is one pass in topological order).
+    """
+    position = {f.latent: i for i, f in enumerate(graph.guide)}
+    latest: dict[str, int] = {}  # latest guide position among the latents a node is computed from
+    for name, node in graph.nodes.items():
+        if node.kind == TRANSFORM:
+            latest[name] = max((latest[p] for p in node.parents), default=-1)
+        else:
+            latest[name] = position.get(name, -1)
+    h: nx.DiGraph | None = None
     problems = []
     for f in graph.guide:
-        downstream = nx.descendants(guide, f.latent) | {f.latent}
         for parent in graph.nodes[f.latent].parents:
-            bad = _latent_sources(graph, parent) & downstream
-            if bad:
-                problems.append(f"{f.latent}: its prior's input {parent} depends on {', '.join(sorted(bad))}, sampled no earlier than {f.latent} in the guide")
+            if latest[parent] < position[f.latent]:
+                continue
+            if h is None:
+                h = nx.DiGraph()
+                h.add_nodes_from(graph.nodes)
+                for name in graph.transforms:
+                    h.add_edges_from((p, name) for p in graph.nodes[name].parents)
+                for g in graph.guide:
+                    h.add_edges_from((x, g.latent) for x in g.given)
+            if parent == f.latent or nx.has_path(h, f.latent, parent):
+                problems.append(f"{f.latent}: its prior's input {parent} depends on {f.latent} in the guide, which samples {f.latent} first")
     return problems
 
 
@@ -147,8 +152,7 @@ def check(graph: ModelGraph, max_suggestions: int | None = None) -> Report:
     results: list[FactorResult] = []
     earlier: list[str] = []
     for factor in graph.guide:
-        query = factor_query(dag, factor.latent, earlier, factor.given, observed)
-        passed = conditionally_independent(dag, *query)
+        query, passed = factor_query(dag, factor.latent, earlier, factor.given, observed)
         path = suggestion = None
         if not passed:
             path = open_path(dag, *query)
