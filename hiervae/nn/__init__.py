@@ -8,6 +8,7 @@ Registries (names usable in specs):
 * ``TRANSFORMS`` (shared bijector ``z = f(eps | context)``): ``affine_lowrank``
   (:class:`AffineLowRank`), ``affine_diag`` (:class:`AffineDiag`, the same with
   ``rank`` pinned to 0).
+* likelihood families in ``FAMILIES`` too: ``bernoulli`` (:class:`BernoulliDecoder`).
 * ``ACTIVATIONS``: names accepted by every ``activation``/``out_activation`` option.
 
 Uniform contract of registered classes (see :class:`Configurable`)::
@@ -33,6 +34,7 @@ from hiervae.nn.gaussian import (
     softplus_elu,
     variance_from_raw,
 )
+from hiervae.nn.likelihoods import BernoulliDecoder
 from hiervae.nn.mlp import ACTIVATIONS, MLP, ParamNet, make_activation
 from hiervae.nn.registry import FAMILIES, TRANSFORMS, Configurable
 
@@ -44,6 +46,7 @@ __all__ = [
     "VARIANCE_FLOOR",
     "AffineDiag",
     "AffineLowRank",
+    "BernoulliDecoder",
     "Configurable",
     "ConditionalIAF",
     "DiagonalGaussianHead",

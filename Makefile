@@ -1,0 +1,43 @@
+# hiervae: two commands do all set-up.
+#   make demo   installs into .venv and runs the main job on the embedded offline dataset
+#   make test   installs into .venv and runs the test suite
+# Torch goes in first (CPU wheel 2.13.0 by default) so that pip never pulls CUDA wheels.
+# Elsewhere: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+
+PYTHON      ?= python3
+VENV        ?= .venv
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
+PY          := $(VENV)/bin/python
+OUT         ?= out/demo
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-slow bench docs clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	bash scripts/ensure_dot.sh
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	bash scripts/demo.sh "$(PY)" "$(OUT)"
+
+test: install
+	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+test-slow: install
+	$(PY) -m pytest -n 2 -q -m slow $(PYTEST_ARGS)
+
+bench: install
+	$(PY) benchmarks/check_depth.py
+
+docs: install
+	$(PY) scripts/gen_checks_doc.py
+
+clean:
+	rm -rf $(VENV) out render .pytest_cache

@@ -1,0 +1,183 @@
+"""ModelGraph -> :class:`Program`: torch modules plus Pyro ``model`` / ``guide`` callables.
+
+One mechanism for every architecture: each node of the graph becomes one module from
+a registry (:mod:`hiervae.nn`), built with ``from_config(dim, context_features,
+options)``, whose context is the concatenation of its inputs.  The model visits nodes
+in topological order; the guide visits its factors in sampling order and evaluates
+any transform node it conditions on *with the model's own module* (self-reflective
+sharing: ``program.transforms[name]`` is the only copy).
+
+Sites: latents are ``pyro.sample`` with ``.to_event(1)`` inside ``pyro.plate("data")``
+and ``poutine.scale(beta)`` (model AND guide: ``TraceMeanField_ELBO`` reads the
+guide's scale, ``Trace_ELBO`` both); transforms are ``pyro.deterministic``; the
+observation is never scaled.  ``beta`` may be a float or a 0-d tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch import nn
+
+import hiervae.nn  # noqa: F401  (registers the families and transforms)
+from hiervae.errors import SpecError
+from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
+from hiervae.nn import FAMILIES, MLP, TRANSFORMS
+from hiervae.spec.schema import NetworkSpec
+
+# spec network keys -> constructor options of registered classes
+_NET_KEYS = {"mlp": "hidden", "activation": "activation", "out_activation": "out_activation",
+             "batch_norm": "batch_norm", "dropout": "dropout", "separate": "separate_networks"}
+
+
+def module_options(cls: type, net: NetworkSpec | None, options: Mapping[str, Any], where) -> dict[str, Any]:
+    """Constructor options of a registered class from a spec's ``net`` and ``options``.
+
+    Network keys the class does not take are ignored only when they come from a shared
+    template; explicit ``options`` must all be known (a typo is an error at its line).
+    """
+    accepted = cls.options()
+    renames = getattr(cls, "net_keys", _NET_KEYS)
+    config: dict[str, Any] = {}
+    if net is not None:
+        for key, value in net.model_dump(exclude_none=True, exclude={"extends", "out"}).items():
+            name = renames.get(key, key)
+            if name in accepted:
+                config[name] = tuple(value) if isinstance(value, list) else value
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise SpecError(f"unknown option(s) {', '.join(unknown)} for {cls.__name__} (known: {', '.join(accepted) or 'none'})", where)
+    config.update(options)
+    return config
+
+
+def _build(registry, name: str, dim: int, context: int, net, options, where) -> nn.Module:
+    try:
+        cls = registry.get(name)
+    except KeyError:
+        raise SpecError(f"{name!r} is declared but not implemented by the compiler yet (implemented: {', '.join(registry.names())})", where) from None
+    return cls.from_config(dim, context, module_options(cls, net, options, where))
+
+
+def _encoder(net: NetworkSpec, in_features: int) -> MLP:
+    return MLP(in_features, tuple(net.mlp or ()), net.out, activation=net.activation or "relu",
+               out_activation=net.out_activation, batch_norm=bool(net.batch_norm), dropout=net.dropout or 0.0)
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor | None:
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    shape = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
+    return torch.cat([p.expand(*shape, p.shape[-1]) for p in parts], -1)
+
+
+class GuideFactorModule(nn.Module):
+    """Encoders of a factor's inputs and the family of q(latent | encoded inputs)."""
+
+    def __init__(self, graph: ModelGraph, factor: GuideFactor):
+        super().__init__()
+        self.inputs = list(factor.given)
+        self.encoders = nn.ModuleDict({g: _encoder(net, graph.nodes[g].dim) for g, net in factor.encoders.items()})
+        features = sum(self.encoders[g].out_features if g in self.encoders else graph.nodes[g].dim for g in self.inputs)
+        node = graph.nodes[factor.latent]
+        self.family = _build(FAMILIES, factor.family, node.dim, features, factor.net, factor.options, factor.location)
+        self.merge = factor.merge
+
+    def context(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        return _cat([self.encoders[g](values[g]) if g in self.encoders else values[g] for g in self.inputs])
+
+
+class Program(nn.Module):
+    """Every network of a spec, held once, and the Pyro program that uses them."""
+
+    def __init__(self, graph: ModelGraph):
+        super().__init__()
+        self.graph = graph
+        self.sites = nn.ModuleDict()  # model node -> prior / transform / likelihood module
+        for node in graph.nodes.values():
+            context = sum(graph.nodes[p].dim for p in node.conditioners)
+            registry = TRANSFORMS if node.kind == TRANSFORM else FAMILIES
+            self.sites[node.name] = _build(registry, node.family, node.dim, context, node.net, node.options, node.location)
+        self.factors = nn.ModuleDict({f.latent: GuideFactorModule(graph, f) for f in graph.guide})
+        self.latents = graph.latents
+        self.observed = graph.observed
+
+    # -------------------------------------------------------------- evaluation
+    def _context(self, node: ModelNode, values: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        return _cat([values[p] for p in node.conditioners])
+
+    def prior(self, name: str, values: Mapping[str, torch.Tensor]) -> dist.TorchDistribution:
+        return self.sites[name].condition(self._context(self.graph.nodes[name], values))
+
+    def transform(self, name: str, values: dict[str, torch.Tensor], in_guide: bool = False) -> torch.Tensor:
+        """Value of a transform node, computing (and recording) its inputs first.
+
+        Recorded as a deterministic site; in the guide it is marked auxiliary, since
+        the model records the same site as observed (Pyro's model/guide match check).
+        """
+        node = self.graph.nodes[name]
+        for p in node.parents:
+            if p not in values:
+                self.transform(p, values, in_guide)
+        value = self.sites[name].condition(self._context(node, values))(values[node.bijective_input])
+        delta = dist.Delta(value, event_dim=1).mask(False)
+        infer = {"_deterministic": True, "is_auxiliary": in_guide}
+        values[name] = pyro.sample(name, delta, obs=value, infer=infer)
+        return value
+
+    def posterior(self, name: str, values: dict[str, torch.Tensor]) -> dist.TorchDistribution:
+        factor = self.factors[name]
+        for g in factor.inputs:
+            if g not in values:
+                self.transform(g, values, in_guide=True)
+        q = factor.family.condition(factor.context(values))
+        if factor.merge == "prior":
+            q = _precision_weighted(q, self.prior(name, values))
+        return q
+
+    # -------------------------------------------------------------- Pyro program
+    def model(self, x: torch.Tensor, beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
+        """p(x, latents): latents scaled by ``beta``, the observation unscaled."""
+        values: dict[str, torch.Tensor] = {}
+        with pyro.plate("data", x.shape[-2], dim=-1):
+            for name, node in self.graph.nodes.items():
+                if node.kind == LATENT:
+                    with poutine.scale(scale=beta):
+                        values[name] = pyro.sample(name, self.prior(name, values))
+                elif node.kind == TRANSFORM:
+                    if name not in values:
+                        self.transform(name, values)
+                else:
+                    values[name] = pyro.sample(name, self.prior(name, values), obs=x)
+        return values
+
+    def guide(self, x: torch.Tensor, beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
+        """q(latents | x) in the guide's sampling order, sharing the model's transforms."""
+        values: dict[str, torch.Tensor] = {self.observed[0]: x}
+        with pyro.plate("data", x.shape[-2], dim=-1):
+            for name in self.factors:
+                q = self.posterior(name, values)
+                with poutine.scale(scale=beta):
+                    values[name] = pyro.sample(name, q)
+        return values
+
+
+def _precision_weighted(q: dist.TorchDistribution, p: dist.TorchDistribution) -> dist.TorchDistribution:
+    """Ladder VAE merge: N(mu, s^2) with 1/s^2 = 1/s_q^2 + 1/s_p^2, mu = s^2 (mu_q/s_q^2 + mu_p/s_p^2)."""
+    qn, pn = q.base_dist, p.base_dist
+    prec_q, prec_p = qn.scale.pow(-2), pn.scale.pow(-2)
+    var = 1.0 / (prec_q + prec_p)
+    loc = var * (qn.loc * prec_q + pn.loc * prec_p)
+    return dist.Normal(loc, var.sqrt()).to_event(1)
+
+
+def compile_graph(graph: ModelGraph) -> Program:
+    if len(graph.observed) != 1:
+        raise SpecError(f"the compiler supports one observed node, this model has {len(graph.observed)}", graph.nodes[graph.observed[-1]].location)
+    return Program(graph)

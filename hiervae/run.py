@@ -1,0 +1,90 @@
+"""A run directory: what ``fit`` writes and ``eval`` / ``sample`` read.
+
+Layout::
+
+    RUN/spec.yaml          the resolved spec (overrides applied): the run's source of truth
+    RUN/checkpoint.pt      latest state, written atomically (temp file + os.replace)
+    RUN/metrics.jsonl      one JSON object per line (train steps summary, epochs, eval)
+    RUN/tensorboard/       TensorBoard event files
+    RUN/plots/             learning curves and per-layer KL (PNG)
+
+A run killed at any point leaves either the previous or the new checkpoint, never a
+torn one, so ``fit --resume`` can always continue.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hiervae.errors import RunError, display_path
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    spec = property(lambda self: self.path / "spec.yaml")
+    checkpoint = property(lambda self: self.path / "checkpoint.pt")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    tensorboard = property(lambda self: self.path / "tensorboard")
+    plots = property(lambda self: self.path / "plots")
+
+    def require(self) -> "RunDir":
+        """Check that this is a finished-or-running run directory (for eval/sample)."""
+        shown = display_path(self.path)
+        if not self.path.is_dir():
+            raise RunError(f"{shown}: no such run directory")
+        if not self.spec.is_file():
+            raise RunError(f"{shown}: not a run directory (no spec.yaml; create one with `hiervae fit`)")
+        if not self.checkpoint.is_file():
+            raise RunError(f"{shown}: no checkpoint.pt yet (has `hiervae fit` finished an epoch?)")
+        return self
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        atomic_torch_save(state, self.checkpoint)
+
+    def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        try:
+            return torch.load(self.checkpoint, map_location=map_location, weights_only=False)
+        except FileNotFoundError:
+            raise RunError(f"{display_path(self.checkpoint)}: no checkpoint") from None
+        except Exception as err:  # a corrupt file: say which, not a traceback
+            raise RunError(f"{display_path(self.checkpoint)}: unreadable checkpoint ({err.__class__.__name__}: {err})") from None
+
+    def load_graph(self):
+        from hiervae.graph import load_graph
+
+        return load_graph(self.spec)
+
+    def load_program(self, device: str | torch.device = "cpu"):
+        """(graph, program) with the checkpoint's weights, in eval mode."""
+        from hiervae.compile import compile_graph
+
+        graph = self.load_graph()
+        program = compile_graph(graph).to(device)
+        state = self.load_checkpoint(map_location=device)
+        try:
+            program.load_state_dict(state["program"])
+        except (KeyError, RuntimeError) as err:
+            raise RunError(f"{display_path(self.checkpoint)}: does not match {display_path(self.spec)} ({str(err).splitlines()[0]})") from None
+        return graph, program.eval()
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temp file in the same directory, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
