@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hiervae.graph.catalog import FAMILIES
+from hiervae.graph.dsep import functional_closure
 from hiervae.graph.faithfulness import FactorResult, Report
 from hiervae.graph.ir import ModelGraph
 
@@ -26,8 +28,15 @@ def format_report(graph: ModelGraph, report: Report, show_all: bool = False) -> 
     failing = [f for f in report.factors if not f.passed]
     source = f" ({graph.source})" if graph.source else ""
     n = len(report.factors)
-    if report.faithful:
-        head = f"{graph.name}{source}: FAITHFUL - all {n} guide factors match the exact posterior's factorization"
+    order = {name: i for i, name in enumerate(graph.nodes)}
+
+    def names(nodes) -> str:
+        return ", ".join(sorted(nodes, key=order.__getitem__))
+
+    if n == 0:
+        head = f"{graph.name}{source}: nothing to check - the model has no latent variables"
+    elif report.faithful:
+        head = f"{graph.name}{source}: FAITHFUL - " + ("the guide factor matches" if n == 1 else f"all {n} guide factors match") + " the exact posterior's factorization"
     else:
         head = f"{graph.name}{source}: NOT FAITHFUL - {len(failing)} of {n} guide factors cannot match the exact posterior"
     lines = [head, ""]
@@ -43,7 +52,9 @@ def format_report(graph: ModelGraph, report: Report, show_all: bool = False) -> 
             given = ", ".join(f.given) or "nothing"
             lines.append(f"FAIL {f.latent}: q({f.latent} | {given}) cannot equal p({f.latent} | {', '.join(earlier)}, {', '.join(graph.observed)})")
             a, b, cond = f.query
-            lines.append(f"  needs {f.latent} independent of {{{', '.join(sorted(b))}}} given {{{', '.join(sorted(cond))}}} (with what they determine)")
+            determined = functional_closure(graph.dag, cond) - cond
+            also = f", which also determine {{{names(determined)}}}" if determined else ", which determine nothing else"
+            lines.append(f"  needs {f.latent} independent of {{{names(b)}}} given {{{names(cond)}}}{also}")
             if f.path:
                 lines.append(f"  open path: {_path_text(graph, f)}")
                 for step in f.path[1:-1]:
@@ -53,10 +64,16 @@ def format_report(graph: ModelGraph, report: Report, show_all: bool = False) -> 
             lines.append("")
         earlier.append(f.latent)
     if len(failing) > shown:
-        lines += [f"... and {len(failing) - shown} more failing factors (--all shows every one, --json gives them all)", ""]
-    if report.analytic_kl:
+        lines += [f"... and {len(failing) - shown} more failing factors (--all explains and fixes every one)", ""]
+    if n == 0:
+        pass
+    elif report.analytic_kl:
         lines.append("analytic-KL ELBO (Pyro TraceMeanField_ELBO): valid for this model/guide pair")
     else:
-        why = report.mean_field_problems[:3] or ["a guide or prior family has no closed-form KL (Monte Carlo ELBO, Trace_ELBO)"]
+        why = report.mean_field_problems[:3]
+        if not report.analytic_kl_families:
+            kinds = sorted({f.family for f in graph.guide if not FAMILIES[f.family].analytic_kl}
+                           | {graph.nodes[f.latent].family for f in graph.guide if not FAMILIES[graph.nodes[f.latent].family].analytic_kl})
+            why.append(f"no closed-form KL for family {', '.join(kinds)}; training uses the Monte Carlo ELBO (Trace_ELBO)")
         lines.append("analytic-KL ELBO (Pyro TraceMeanField_ELBO): not valid - " + "; ".join(why))
     return "\n".join(lines)

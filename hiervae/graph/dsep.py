@@ -26,8 +26,12 @@ _CONSTANTS: "weakref.WeakKeyDictionary[nx.DiGraph, tuple[int, tuple[str, ...]]]"
 
 def _constant_transforms(dag: nx.DiGraph) -> tuple[str, ...]:
     """Transforms without parents (learned constants): known before anything is observed.
-    Cached per graph (and invalidated when the graph's size changes)."""
-    key = dag.number_of_nodes() * 1_000_003 + dag.number_of_edges()
+
+    Cached per graph object, keyed by its node count (O(1); ``number_of_edges`` walks
+    every node).  Graphs are built once and not mutated in place by hiervae; a caller
+    that adds edges to a graph it has already queried must build a new graph.
+    """
+    key = len(dag)
     cached = _CONSTANTS.get(dag)
     if cached is None or cached[0] != key:
         cached = (key, tuple(t for t in dag if _is_transform(dag, t) and dag.in_degree(t) == 0))

@@ -40,6 +40,10 @@ class Report:
     mean_field_ok: bool  # Pyro's TraceMeanField_ELBO (analytic KL) is structurally valid
     mean_field_problems: list[str] = field(default_factory=list)
     analytic_kl_families: bool = True  # every (guide, prior) family pair has a closed-form KL
+    node_order: tuple[str, ...] = ()  # the model's topological order, for stable listings
+
+    def _order(self, name: str) -> int:
+        return self.node_order.index(name) if name in self.node_order else len(self.node_order)
 
     @property
     def faithful(self) -> bool:
@@ -61,7 +65,7 @@ class Report:
                     "latent": f.latent,
                     "given": list(f.given),
                     "passed": f.passed,
-                    "query": {"independent": sorted(f.query[0]), "of": sorted(f.query[1]), "given": sorted(f.query[2])},
+                    "query": {"independent": sorted(f.query[0], key=self._order), "of": sorted(f.query[1], key=self._order), "given": sorted(f.query[2], key=self._order)},
                     "open_path": [{"node": s.node, "reason": s.reason} for s in f.path] if f.path else None,
                     "suggested_given": list(f.suggestion) if f.suggestion is not None else None,
                 }
@@ -164,4 +168,4 @@ def check(graph: ModelGraph, max_suggestions: int | None = None) -> Report:
         FAMILIES[f.family].analytic_kl and FAMILIES[graph.nodes[f.latent].family].analytic_kl for f in graph.guide
     )
     problems = mean_field_problems(graph)
-    return Report(graph.name, results, not problems, problems, families_ok)
+    return Report(graph.name, results, not problems, problems, families_ok, tuple(graph.nodes))
