@@ -29,10 +29,10 @@ def _resolve_given(decl: NodeDecl | FactorDecl, declared: set[str]) -> tuple[str
     for ref in decl.given:
         if ref.name in declared:
             if ref.name in out:
-                raise SpecError(f"{ref.name!r} is listed twice in given", decl.location.with_key(f"{decl.location.key}.given"))
+                raise SpecError(f"{ref.name!r} is listed twice in given", decl.at("given"))
             out[ref.name] = None
         elif not ref.soft:
-            raise SpecError(f"unknown node {ref.name!r} in given", decl.location.with_key(f"{decl.location.key}.given"))
+            raise SpecError(f"unknown node {ref.name!r} in given", decl.at("given"))
     return tuple(out)
 
 
@@ -42,23 +42,23 @@ def _node(decl: NodeDecl, declared: set[str], nodes: dict[str, ModelNode]) -> Mo
     if decl.kind == TRANSFORM:
         kind = TRANSFORMS.get(spec.transform)
         if kind is None:
-            raise SpecError(f"unknown transform {spec.transform!r} (known: {', '.join(sorted(TRANSFORMS))})", loc.with_key(f"{loc.key}.transform"))
+            raise SpecError(f"unknown transform {spec.transform!r} (known: {', '.join(sorted(TRANSFORMS))})", decl.at("transform"))
         if kind.bijective and decl.input is None:
             raise SpecError(f"transform {spec.transform!r} is bijective and needs an `input`", loc)
         if decl.input is not None:
             if decl.input not in declared:
-                raise SpecError(f"unknown node {decl.input!r} as input", loc.with_key(f"{loc.key}.input"))
+                raise SpecError(f"unknown node {decl.input!r} as input", decl.at("input"))
             if decl.input in given:
-                raise SpecError(f"{decl.input!r} is the bijective input and cannot also be in given", loc.with_key(f"{loc.key}.given"))
+                raise SpecError(f"{decl.input!r} is the bijective input and cannot also be in given", decl.at("given"))
             source = nodes.get(decl.input)
             if source is None:
-                raise SpecError(f"input {decl.input!r} must be declared before {decl.name!r}", loc.with_key(f"{loc.key}.input"))
+                raise SpecError(f"input {decl.input!r} must be declared before {decl.name!r}", decl.at("input"))
             if source.kind == OBSERVED:
-                raise SpecError(f"input {decl.input!r} is observed; a transform is bijective in a latent or transform node", loc.with_key(f"{loc.key}.input"))
+                raise SpecError(f"input {decl.input!r} is observed; a transform is bijective in a latent or transform node", decl.at("input"))
             if spec.dim is not None and spec.dim != source.dim:
                 raise SpecError(
                     f"dimension mismatch: transform {decl.name!r} has dim {spec.dim} but its bijective input {decl.input!r} has dim {source.dim}",
-                    loc.with_key(f"{loc.key}.dim"),
+                    decl.at("dim"),
                 )
             shape = source.shape
         elif spec.dim is None:
@@ -71,9 +71,9 @@ def _node(decl: NodeDecl, declared: set[str], nodes: dict[str, ModelNode]) -> Mo
     family = spec.dist
     role = _ROLE[decl.kind]
     if family not in FAMILIES or role not in FAMILIES[family].roles:
-        raise SpecError(f"unknown {role} family {family!r} (known: {', '.join(families_for(role))})", loc.with_key(f"{loc.key}.dist"))
+        raise SpecError(f"unknown {role} family {family!r} (known: {', '.join(families_for(role))})", decl.at("dist"))
     if family == "std_normal" and given:
-        raise SpecError("a std_normal prior has no parameters and cannot be conditioned (remove `given`)", loc.with_key(f"{loc.key}.given"))
+        raise SpecError("a std_normal prior has no parameters and cannot be conditioned (remove `given`)", decl.at("given"))
     shape = _shape(spec.latent if decl.kind == LATENT else spec.observed)
     return ModelNode(decl.name, decl.kind, shape, family, given, None, decl.net, dict(spec.options), loc)
 
@@ -88,25 +88,25 @@ def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: set[str], 
         raise SpecError(f"a second guide factor for {decl.latent!r}", loc)
     spec = decl.spec
     if spec.dist not in FAMILIES or "guide" not in FAMILIES[spec.dist].roles:
-        raise SpecError(f"unknown guide family {spec.dist!r} (known: {', '.join(families_for('guide'))})", loc.with_key(f"{loc.key}.dist"))
+        raise SpecError(f"unknown guide family {spec.dist!r} (known: {', '.join(families_for('guide'))})", decl.at("dist"))
     given = _resolve_given(decl, set(nodes))
     for g in given:
         if g == decl.latent:
-            raise SpecError(f"factor {decl.latent!r} cannot be conditioned on itself", loc.with_key(f"{loc.key}.given"))
+            raise SpecError(f"factor {decl.latent!r} cannot be conditioned on itself", decl.at("given"))
         if g not in available:
             raise SpecError(
                 f"{g!r} is not computable before {decl.latent!r} is sampled (guide order: sample what it depends on first)",
-                loc.with_key(f"{loc.key}.given"),
+                decl.at("given"),
             )
     dropped = {r.name for r in decl.given if r.soft and r.name not in nodes}  # boundary references
     encoders = {k: v for k, v in decl.encoders.items() if k not in dropped}
     for key in encoders:
         if key not in given:
-            raise SpecError(f"encoder for {key!r}, which is not in given", loc.with_key(f"{loc.key}.encoders.{key}"))
+            raise SpecError(f"encoder for {key!r}, which is not in given", decl.at("encoders", decl.encoder_keys.get(key, key)))
     if spec.merge == "prior":
         missing = [p for p in nodes[decl.latent].parents if p not in given]
         if missing:
-            raise SpecError(f"merge: prior needs the prior's inputs in given (missing {', '.join(missing)})", loc.with_key(f"{loc.key}.merge"))
+            raise SpecError(f"merge: prior needs the prior's inputs in given (missing {', '.join(missing)})", decl.at("merge"))
     return GuideFactor(decl.latent, spec.dist, given, encoders, decl.net, spec.merge, dict(spec.options), loc)
 
 

@@ -22,28 +22,45 @@ from hiervae.spec.yaml_source import SourceMap, format_key, parse_yaml, read_yam
 
 
 @dataclass(frozen=True)
-class NodeDecl:
-    """One concrete model node."""
+class _Declared:
+    """Where a declaration was written: ``at("given")`` is the location of its ``given`` key,
+    with the loop binding (``l=3``) appended so errors inside loops name the iteration."""
 
-    name: str
-    kind: str  # "latent" | "transform" | "observed"
-    spec: S.LatentNodeSpec | S.TransformNodeSpec | S.ObservedNodeSpec
-    given: tuple[Reference, ...]
-    input: str | None
-    net: S.NetworkSpec | None
-    location: Location
+    source: SourceMap = field(repr=False)
+    path: tuple[Any, ...]
+    binding: str
+
+    def at(self, *sub: Any) -> Location:
+        loc = self.source.at(self.path + sub)
+        return loc.with_key(f"{loc.key} ({self.binding})") if self.binding else loc
+
+    @property
+    def location(self) -> Location:
+        return self.at()
 
 
 @dataclass(frozen=True)
-class FactorDecl:
+class NodeDecl(_Declared):
+    """One concrete model node."""
+
+    name: str = ""
+    kind: str = ""  # "latent" | "transform" | "observed"
+    spec: Any = None  # LatentNodeSpec | TransformNodeSpec | ObservedNodeSpec
+    given: tuple[Reference, ...] = ()
+    input: str | None = None
+    net: S.NetworkSpec | None = None
+
+
+@dataclass(frozen=True)
+class FactorDecl(_Declared):
     """One concrete guide factor q(latent | given)."""
 
-    latent: str
-    spec: S.GuideFactorSpec
-    given: tuple[Reference, ...]
-    encoders: dict[str, S.NetworkSpec]
-    net: S.NetworkSpec | None
-    location: Location
+    latent: str = ""
+    spec: Any = None  # GuideFactorSpec
+    given: tuple[Reference, ...] = ()
+    encoders: dict[str, S.NetworkSpec] = field(default_factory=dict)
+    encoder_keys: dict[str, str] = field(default_factory=dict)  # concrete name -> key as written
+    net: S.NetworkSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -66,11 +83,12 @@ class Spec:
 
 
 # ------------------------------------------------------------------ overrides
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (value parsed as YAML) to the document data."""
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: SourceMap | None = None) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (value parsed as YAML) to the document data;
+    errors below an overridden key are then reported at ``--set``, not at a file line."""
     for item in overrides:
         if "=" not in item:
-            raise SpecError(f"--set expects KEY=VALUE, got {item!r}", Location("--set"))
+            raise SpecError(f"expected KEY=VALUE, got {item!r}", Location("--set"))
         key, text = item.split("=", 1)
         try:
             value = yaml.safe_load(text)
@@ -87,6 +105,8 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
                 else:
                     raise SpecError("no such key to override", Location("--set", key=format_key(tuple(parts[: i + 1])))) from None
         last = parts[-1]
+        if source is not None:
+            source.overridden.add(tuple(parts))
         if isinstance(target, list) and isinstance(last, int) and last < len(target):
             target[last] = value
         elif isinstance(target, dict):
@@ -101,23 +121,94 @@ def _validate(model: type[BaseModel], value: Any, source: SourceMap, path: tuple
     try:
         return model.model_validate(value)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-        full = path + loc
+        # Unions report one error per branch; the one that reaches deepest into the data
+        # is the branch the user meant (a dict meant as NetworkSpec, not as a name).
+        errors = [(_data_path(value, e["loc"]), i, e) for i, e in enumerate(err.errors())]
+        loc, _, first = max(errors, key=lambda t: (len(t[0]) + (t[2]["type"] in ("extra_forbidden", "missing")), _branch_matches(value, t[2]["loc"]), -t[1]))
         kind = first["type"]
         if kind == "extra_forbidden":
-            allowed = ", ".join(f.alias or n for n, f in model.model_fields.items()) if len(loc) == 1 else None
-            message = f"unknown key {loc[-1]!r}" + (f" (allowed: {allowed})" if allowed else "")
+            allowed = _allowed_keys(model, loc[:-1])
+            message = f"unknown key {loc[-1]!r}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
         elif kind == "missing":
-            message = f"missing required key {loc[-1]!r}"
+            message = f"missing required key {first['loc'][-1]!r}"
         else:
             message = first["msg"]
             if "input" in first and not isinstance(first["input"], (dict, list)):
                 message += f" (got {first['input']!r})"
-        raise SpecError(message, source.at(full)) from None
+        raise SpecError(message, source.at(path + loc)) from None
 
 
-_UNION_TAGS = {"str", "NetworkSpec", "int", "list[int]", "geometric", "linear", "constant", "function-after[_not_empty(), SpecDocument]"}
+def _data_path(value: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The part of a pydantic error location that indexes the data (drops branch tags)."""
+    out: list[Any] = []
+    for part in loc:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+            out.append(part)
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+            out.append(part)
+        elif isinstance(value, dict) and isinstance(part, str) and part not in _branch_tags(part):
+            out.append(part)  # a key that is not there (unknown or missing): keep it, stop
+            break
+    return tuple(out)
+
+
+def _branch_matches(value: Any, loc: tuple[Any, ...]) -> bool:
+    """Does the error's union branch have the type of the data it failed on (a list given
+    for `latent` failed in the list branch, not the int branch)?"""
+    for part in loc:
+        if isinstance(part, str) and _branch_tags(part):
+            kind = {list: "list[", dict: "", str: "str"}.get(type(value))
+            if kind is None:
+                return False
+            return part.startswith(kind) if kind else part[:1].isupper()
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+    return False
+
+
+def _branch_tags(part: str) -> set[str]:
+    # pydantic branch labels look like type names: 'str', 'NetworkSpec', 'list[...]', 'constrained-int'
+    return {part} if (part[:1].isupper() or "[" in part or "-" in part or part in {"str", "int", "float", "bool"}) else set()
+
+
+def _allowed_keys(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (sub)model that the data path ``loc`` leads to, for messages."""
+    import typing
+
+    current: Any = model
+    for part in loc:
+        current = _unwrap_model(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {f.alias or n: f for n, f in current.model_fields.items()}
+            if part not in fields:
+                return []
+            current = fields[part].annotation
+        else:
+            args = typing.get_args(current)
+            current = args[-1] if args else None
+    current = _unwrap_model(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def _unwrap_model(annotation: Any) -> Any:
+    """A BaseModel inside Optional/Union/Annotated, if there is exactly one kind to pick."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    args = typing.get_args(annotation)
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    if len(models) == 1 and typing.get_origin(annotation) is not dict and typing.get_origin(annotation) is not list:
+        return models[0]
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _unwrap_model(args[0])
+    return annotation
 
 
 def _kind_of(node: Any, source: SourceMap, path: tuple[Any, ...]) -> str:
@@ -157,28 +248,32 @@ class _Networks:
 # ------------------------------------------------------------------ expansion
 def _entries(
     items: list[Any], section: str, body_key: str, env0: dict[str, int], source: SourceMap
-) -> Iterator[tuple[str, Any, dict[str, int], range | None, tuple[Any, ...]]]:
-    """Yield (name, raw declaration, template env, loop range, source path) per concrete item."""
+) -> Iterator[tuple[str, Any, dict[str, int], range | None, tuple[Any, ...], str]]:
+    """Yield (name, raw declaration, template env, loop range, source path, binding) per item."""
     for i, entry in enumerate(items):
         path: tuple[Any, ...] = (section, i)
         if not isinstance(entry, dict):
             raise SpecError(f"each {section} entry is a mapping of names or a `for` block", source.at(path))
         if "for" in entry:
+            header = entry["for"]
+            try:
+                var, values = parse_loop(header, env0) if isinstance(header, str) else (None, None)
+            except TemplateError as err:
+                raise SpecError(str(err), source.at(path + ("for",))) from None
+            other = "factors" if body_key == "nodes" else "nodes"
+            if other in entry:
+                raise SpecError(f"a `for` block in {section} lists `{body_key}`, not `{other}`", source.at(path + (other,)))
             loop = _validate(S.LoopSpec, entry, source, path)
             body = entry.get(body_key)
             if body is None:
                 raise SpecError(f"a `for` block in {section} needs `{body_key}`", source.at(path))
-            try:
-                var, values = parse_loop(loop.for_, env0)
-            except TemplateError as err:
-                raise SpecError(str(err), source.at(path + ("for",))) from None
             for value in values:
                 env = {**env0, var: value}
                 for raw_name, decl in body.items():
-                    yield raw_name, decl, env, values, path + (body_key, raw_name)
+                    yield raw_name, decl, env, values, path + (body_key, raw_name), f"{var}={value}"
         else:
             for raw_name, decl in entry.items():
-                yield raw_name, decl, env0, None, path + (raw_name,)
+                yield raw_name, decl, env0, None, path + (raw_name,), ""
 
 
 def _name(raw: str, env: dict[str, int], source: SourceMap, path: tuple[Any, ...]) -> str:
@@ -205,14 +300,6 @@ def _refs(items: list[str], env: dict[str, int], loop: range | None, source: Sou
         raise SpecError(str(err), source.at(path)) from None
 
 
-def _where(source: SourceMap, path: tuple[Any, ...], env: dict[str, int], loop_env: dict[str, int]) -> Location:
-    loc = source.at(path)
-    bound = {k: v for k, v in env.items() if k not in loop_env}
-    if bound:
-        loc = loc.with_key(f"{loc.key} ({', '.join(f'{k}={v}' for k, v in bound.items())})")
-    return loc
-
-
 def build_spec(data: Any, source: SourceMap) -> Spec:
     document = _validate(S.SpecDocument, data, source, ())
     nets = _Networks(document.networks, source)
@@ -221,42 +308,46 @@ def build_spec(data: Any, source: SourceMap) -> Spec:
     env0 = dict(document.vars)
 
     nodes: list[NodeDecl] = []
-    for raw_name, decl, env, loop, path in _entries(data["model"], "model", "nodes", env0, source):
+    for raw_name, decl, env, loop, path, binding in _entries(data["model"], "model", "nodes", env0, source):
         kind = _kind_of(decl, source, path)
         spec = _validate(S.NODE_KINDS[kind], decl, source, path)
         raw_input = getattr(spec, "input", None)
         nodes.append(
             NodeDecl(
+                source=source,
+                path=path,
+                binding=binding,
                 name=_name(raw_name, env, source, path),
                 kind=kind,
                 spec=spec,
                 given=_refs(spec.given, env, loop, source, path + ("given",)),
                 input=_name(raw_input, env, source, path + ("input",)) if raw_input else None,
                 net=nets.resolve(_sub(spec.net, env, source, path + ("net",)), path + ("net",)),
-                location=_where(source, path, env, env0),
             )
         )
 
     factors: list[FactorDecl] = []
-    for raw_name, decl, env, loop, path in _entries(data.get("guide") or [], "guide", "factors", env0, source):
+    for raw_name, decl, env, loop, path, binding in _entries(data.get("guide") or [], "guide", "factors", env0, source):
         spec = _validate(S.GuideFactorSpec, decl, source, path)
-        encoders_raw = {
-            _sub(k, env, source, path + ("encoders", k)): _sub(v, env, source, path + ("encoders", k)) for k, v in spec.encoders.items()
-        }
+        encoder_keys = {_sub(k, env, source, path + ("encoders", k)): k for k in spec.encoders}
+        encoders_raw = {c: _sub(spec.encoders[k], env, source, path + ("encoders", k)) for c, k in encoder_keys.items()}
         given = _refs(spec.given, env, loop, source, path + ("given",))
         encoders = {}
         for key, ref in encoders_raw.items():
-            net = nets.resolve(ref, path + ("encoders", key))
+            net = nets.resolve(ref, path + ("encoders", encoder_keys[key]))
             assert net is not None
             encoders[key] = net
         factors.append(
             FactorDecl(
+                source=source,
+                path=path,
+                binding=binding,
                 latent=_name(raw_name, env, source, path),
                 spec=spec,
                 given=given,
                 encoders=encoders,
+                encoder_keys=encoder_keys,
                 net=nets.resolve(_sub(spec.net, env, source, path + ("net",)), path + ("net",)),
-                location=_where(source, path, env, env0),
             )
         )
     return Spec(document=document, nodes=tuple(nodes), guide=tuple(factors), source=source, data=data)
@@ -264,17 +355,17 @@ def build_spec(data: Any, source: SourceMap) -> Spec:
 
 def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> Spec:
     """Read, override, validate and expand a spec file."""
-    data, source = read_yaml(path)
-    if data is None:
-        raise SpecError("the spec is empty", source.at(()))
-    if not isinstance(data, dict):
-        raise SpecError("a spec is a mapping (name, model, guide, ...)", source.at(()))
-    return build_spec(apply_overrides(data, overrides), source)
+    return _from_data(*read_yaml(path), overrides)
 
 
 def parse_spec(text: str, file: str = "<string>", overrides: Iterable[str] = ()) -> Spec:
     """Like :func:`load_spec` for text (tests, notebooks)."""
-    data, source = parse_yaml(text, file)
+    return _from_data(*parse_yaml(text, file), overrides)
+
+
+def _from_data(data: Any, source: SourceMap, overrides: Iterable[str]) -> Spec:
+    if data is None:
+        raise SpecError("the spec is empty", Location(source.file))
     if not isinstance(data, dict):
         raise SpecError("a spec is a mapping (name, model, guide, ...)", source.at(()))
-    return build_spec(apply_overrides(data, overrides), source)
+    return build_spec(apply_overrides(data, overrides, source), source)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StrictInt, model_validator
 
 
 class _Strict(BaseModel):
@@ -43,7 +43,7 @@ NetRef = Union[str, NetworkSpec]
 
 
 # ---------------------------------------------------------------- model nodes
-Shape = Union[PositiveInt, list[PositiveInt]]
+Shape = Union[PositiveInt, Annotated[list[PositiveInt], Field(min_length=1)]]
 
 
 class LatentNodeSpec(_Strict):
@@ -98,7 +98,7 @@ class GuideFactorSpec(_Strict):
 class LoopSpec(_Strict):
     """``for: l in 1..10`` followed by ``nodes:`` (model) or ``factors:`` (guide)."""
 
-    for_: str = Field(alias="for", pattern=r"^\s*[A-Za-z_]\w*\s+in\s+\S+\s*\.\.\s*\S+\s*$", description="`VAR in START..END` (inclusive, integer expressions)")
+    for_: str = Field(alias="for", pattern=r"^\s*[A-Za-z_]\w*\s+in\s+.+\.\..+$", description="`VAR in START..END` (inclusive, integer expressions)")
     nodes: dict[str, dict[str, Any]] | None = None
     factors: dict[str, GuideFactorSpec] | None = None
 
@@ -173,7 +173,7 @@ class SpecDocument(_Strict):
 
     name: str
     description: str = ""
-    vars: dict[str, int] = Field(default_factory=dict, description="integers usable in templates, e.g. {L: 10}")
+    vars: dict[str, StrictInt] = Field(default_factory=dict, description="integers usable in templates, e.g. {L: 10}")
     data: DataSpec = DataSpec()
     networks: dict[str, NetworkSpec] = Field(default_factory=dict)
     model: list[dict[str, Any]] = Field(min_length=1, description="node declarations and `for` blocks, in order")

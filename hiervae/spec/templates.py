@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 _INDEXED = re.compile(r"^(.*?)(\d+)$")
 _RANGE = re.compile(r"^(?P<a>[^.\s]+)\.\.(?P<b>[^.\s]+)$")
-_LOOP = re.compile(r"^\s*(?P<var>[A-Za-z_]\w*)\s+in\s+(?P<start>\S+?)\s*\.\.\s*(?P<end>\S+)\s*$")
+_LOOP = re.compile(r"^\s*(?P<var>[A-Za-z_]\w*)\s+in\s+(?P<start>.+?)\.\.(?P<end>.+?)\s*$")
 
 _OPS = {
     ast.Add: operator.add,
@@ -63,7 +63,10 @@ def evaluate(expr: str, env: Mapping[str, int]) -> int:
                 raise TemplateError(f"unknown name {node.id!r} in ({expr}) (known: {known})")
             return env[node.id]
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+            try:
+                return _OPS[type(node.op)](walk(node.left), walk(node.right))
+            except ZeroDivisionError:
+                raise TemplateError(f"division by zero in ({expr})") from None
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             value = walk(node.operand)
             return -value if isinstance(node.op, ast.USub) else value

@@ -36,6 +36,7 @@ class SourceMap:
 
     file: str | None
     lines: dict[Path_, int] = field(default_factory=dict)
+    overridden: set[Path_] = field(default_factory=set)  # paths set by --set
 
     def line(self, path: Path_) -> int | None:
         path = tuple(path)
@@ -46,12 +47,16 @@ class SourceMap:
         return self.lines.get((), None)
 
     def at(self, path: Path_) -> Location:
+        path = tuple(path)
+        if path and any(o[: len(path)] == path or path[: len(o)] == o for o in self.overridden):
+            return Location("--set", None, format_key(path) or None)
         return Location(self.file, self.line(path), format_key(path) or None)
 
 
 def _to_data(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str | None) -> Any:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        _LOADER.flatten_mapping(node)  # YAML merge keys: `<<: *anchor`
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = yaml.SafeLoader.construct_object(_LOADER, key_node, deep=True)  # type: ignore[arg-type]
