@@ -13,6 +13,7 @@ from hiervae.data.batches import Batches
 from hiervae.data.datasets import BINARIZE_MODES, EVAL_SEEDS, DataSplits, binarize_fixed, load_dataset
 from hiervae.data.files import ENV_VAR, cache_dir
 from hiervae.data import binarized_mnist, digits, mnist  # noqa: F401  (registers the datasets)
+from hiervae.data import cifar10  # noqa: F401  (registers cifar10)
 
 __all__ = [
     "BINARIZE_MODES", "Batches", "DATASETS", "DataSplits", "ENV_VAR", "EVAL_SEEDS", "RawData",

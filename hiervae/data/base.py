@@ -26,7 +26,7 @@ class RawData:
 
     train: np.ndarray
     test: np.ndarray
-    image_shape: tuple[int, int]
+    image_shape: tuple[int, ...]  # (H, W) grey or (C, H, W) colour
     valid: np.ndarray | None = None
     train_labels: np.ndarray | None = None
     valid_labels: np.ndarray | None = None
@@ -43,6 +43,7 @@ class Source:
     default_validation: int | None  # None: the validation split is given by the data
     description: str
     binary: bool = False  # already a fixed binarisation: dynamic binarisation is refused
+    binarize_modes: tuple[str, ...] | None = None  # allowed modes (None: all)
 
 
 DATASETS: Registry[Source] = Registry("dataset")

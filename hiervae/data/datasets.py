@@ -44,7 +44,7 @@ class DataSplits:
     valid: torch.Tensor
     test: torch.Tensor
     event_shape: tuple[int, ...]
-    image_shape: tuple[int, int]
+    image_shape: tuple[int, ...]  # (H, W) grey or (C, H, W) colour
     binarize: str
     train_labels: torch.Tensor | None = None
     valid_labels: torch.Tensor | None = None
@@ -110,6 +110,8 @@ def load_dataset(
     mode = source.default_binarize if binarize is None else binarize
     if mode not in BINARIZE_MODES:
         raise DataError(f"{name}: binarize must be one of {', '.join(BINARIZE_MODES)}, got {binarize!r}")
+    if source.binarize_modes is not None and mode not in source.binarize_modes:
+        raise DataError(f"{name}: binarize must be {' or '.join(source.binarize_modes)} for this real-valued dataset, got {mode!r}")
     if source.binary and mode == "dynamic":
         raise DataError(
             f"{name}: the data is already a fixed binarisation (one published sample), so it cannot be "

@@ -25,6 +25,7 @@ constants, unbatched result that Pyro plates broadcast).  All of them are
 """
 
 from hiervae.nn.bijectors import AffineDiag, AffineLowRank, ConditionalIAF, LowRankAffineTransform
+from hiervae.nn.flows import MAFLikelihood, Residual, SplineCoupling  # noqa: F401  (registers maf, spline_coupling, residual)
 from hiervae.nn.gaussian import (
     VARIANCE_FLOOR,
     DiagonalGaussianHead,
