@@ -1,4 +1,4 @@
-"""Command line: ``hiervae check | render | schema``.
+"""Command line: ``hiervae check | render | schema | fit``.
 
 Every command turns a :class:`~hiervae.errors.HiervaeError` into one line on stderr and
 exit code 2, without a traceback; heavy imports (torch, pyro) happen inside the
@@ -62,6 +62,45 @@ def run_render(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- fit
+@command("fit")
+def run_fit(args: argparse.Namespace) -> int:
+    import torch
+
+    from hiervae.errors import display_path
+    from hiervae.train import fit
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    overrides = list(args.overrides)
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    result = fit(args.spec, overrides, out=args.out, device=args.device, resume=args.resume, data_dir=args.data_dir,
+                 download=not args.no_download, quiet=args.quiet)
+    run = result.run
+    shown = lambda p: display_path(p)  # noqa: E731
+    elbo = "n/a (no validation split)" if result.valid_elbo is None else f"{result.valid_elbo:.3f} nats"
+    best = "" if result.best_valid_elbo is None else f" (best {result.best_valid_elbo:.3f})"
+    kl = "analytic KL" if result.analytic_kl else "Monte Carlo KL"
+    print(f"trained {result.epochs} epochs ({result.step} steps, {kl}) in {result.seconds:.1f} s; final validation ELBO {elbo}{best}")
+    print(f"  run directory: {shown(run.path)}")
+    print(f"  checkpoint:    {shown(run.checkpoint)}")
+    print(f"  metrics:       {shown(run.metrics)}")
+    print(f"  plots:         {shown(run.plots)}/")
+    print(f"  tensorboard:   tensorboard --logdir {shown(run.tensorboard)}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 # ---------------------------------------------------------------- schema
 @command("schema")
 def run_schema(args: argparse.Namespace) -> int:
@@ -69,6 +108,43 @@ def run_schema(args: argparse.Namespace) -> int:
 
     print(json.dumps(json_schema(), indent=2))
     return 0
+
+
+# ---------------------------------------------------------------- eval / sample
+@command("eval")
+def run_eval(args: argparse.Namespace) -> int:
+    from hiervae.evaluate.commands import eval_command
+
+    return eval_command(args)
+
+
+@command("sample")
+def run_sample(args: argparse.Namespace) -> int:
+    from hiervae.evaluate.commands import sample_command
+
+    return sample_command(args)
+
+
+def _add_eval_sample_parsers(sub) -> None:
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `hiervae fit`")
+        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
+        p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="CPU threads for torch (default: torch's choice)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the guide / model samples (default: 0)")
+        p.add_argument("--data-dir", metavar="DIR", help="offline data directory (default: the spec's data.data_dir, $HIERVAE_DATA, the cache)")
+        p.add_argument("--no-download", action="store_true", help="never download data")
+
+    p = sub.add_parser("eval", help="IW log-likelihood, ELBO, KL and active units per layer of a run (writes RUN_DIR/eval_SPLIT.json)")
+    common(p)
+    p.add_argument("--iw", type=_positive_int, metavar="K", help="importance samples per example (default: the spec's eval.importance_samples)")
+    p.add_argument("--split", choices=("test", "valid"), default="test")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate the first N examples only")
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+
+    p = sub.add_parser("sample", help="PNG grids of model samples and test reconstructions of a run")
+    common(p)
+    p.add_argument("-n", type=_positive_int, default=64, help="samples and reconstructions to draw (default: 64)")
+    p.add_argument("--out", metavar="PNG_DIR", help="output directory (default: RUN_DIR)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="mark failing guide factors and their open paths in red")
     p.add_argument("--dot", action="store_true", help="write the DOT source only (no graphviz binary needed)")
 
+    p = sub.add_parser("fit", help="train a spec into a run directory (checkpoints, metrics, plots, TensorBoard)")
+    _add_spec_args(p)
+    p.add_argument("-o", "--out", default=None, help="run directory (default: runs/<spec name>)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to train (default: cpu)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint (same spec)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="train for N epochs in all (same as --set train.epochs=N)")
+    p.add_argument("--data-dir", default=None, metavar="DIR", help="offline data directory (overrides data.data_dir and $HIERVAE_DATA)")
+    p.add_argument("--no-download", action="store_true", help="never download data; fail if it is not on disk")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+
     sub.add_parser("schema", help="print the JSON Schema of the spec language (for editors)")
+    _add_eval_sample_parsers(sub)
     return parser
 
 

@@ -40,6 +40,7 @@ def module_options(cls: type, net: NetworkSpec | None, options: Mapping[str, Any
     Network keys the class does not take are ignored only when they come from a shared
     template; explicit ``options`` must all be known (a typo is an error at its line).
     """
+    _require_mlp(net, where)
     accepted = cls.options()
     renames = getattr(cls, "net_keys", _NET_KEYS)
     config: dict[str, Any] = {}
@@ -63,7 +64,13 @@ def _build(registry, name: str, dim: int, context: int, net, options, where) -> 
     return cls.from_config(dim, context, module_options(cls, net, options, where))
 
 
-def _encoder(net: NetworkSpec, in_features: int) -> MLP:
+def _require_mlp(net: NetworkSpec | None, where) -> None:
+    if net is not None and net.resnet is not None:
+        raise SpecError("convolutional (resnet) networks are declared but not compiled yet; use an mlp network", where)
+
+
+def _encoder(net: NetworkSpec, in_features: int, where) -> MLP:
+    _require_mlp(net, where)
     return MLP(in_features, tuple(net.mlp or ()), net.out, activation=net.activation or "relu",
                out_activation=net.out_activation, batch_norm=bool(net.batch_norm), dropout=net.dropout or 0.0)
 
@@ -83,7 +90,7 @@ class GuideFactorModule(nn.Module):
     def __init__(self, graph: ModelGraph, factor: GuideFactor):
         super().__init__()
         self.inputs = list(factor.given)
-        self.encoders = nn.ModuleDict({g: _encoder(net, graph.nodes[g].dim) for g, net in factor.encoders.items()})
+        self.encoders = nn.ModuleDict({g: _encoder(net, graph.nodes[g].dim, factor.location) for g, net in factor.encoders.items()})
         features = sum(self.encoders[g].out_features if g in self.encoders else graph.nodes[g].dim for g in self.inputs)
         node = graph.nodes[factor.latent]
         self.family = _build(FAMILIES, factor.family, node.dim, features, factor.net, factor.options, factor.location)

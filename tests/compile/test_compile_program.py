@@ -148,10 +148,13 @@ def test_ladder_merge_is_precision_weighted():
     assert torch.allclose(q.loc, (own.loc * own.scale ** -2 + prior.loc * prior.scale ** -2) / precision)
 
 
-def test_graph_level_only_kinds_are_a_clear_error():
-    graph = load_graph(SPECS / "sere_maf_cifar10.yaml")
-    with pytest.raises(SpecError, match=r"sere_maf_cifar10.yaml:\d+: .*'spline_coupling' is declared but not implemented"):
+def test_graph_level_only_parts_are_a_clear_error():
+    graph = load_graph(SPECS / "sere_resnet_mnist.yaml")
+    with pytest.raises(SpecError, match=r"sere_resnet_mnist.yaml:\d+: .*resnet\) networks are declared but not compiled yet"):
         compile_graph(graph)
+    text = (SPECS / "quickstart.yaml").read_text().replace("affine_lowrank", "planar")
+    with pytest.raises(SpecError, match=r"unknown transform 'planar'"):
+        build_graph(parse_spec(text, file="q.yaml"))
 
 
 def test_unknown_option_is_reported_at_its_line():

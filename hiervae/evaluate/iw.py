@@ -1,0 +1,95 @@
+"""Importance-weighted log-likelihood (Burda et al. 2016), chunked over particles.
+
+    log p(x) ~= logsumexp_k [log p(x, eps_k) - log q(eps_k | x)] - log K,   eps_k ~ q(. | x)
+
+per data point.  Particles are vectorised with an outer ``pyro.plate("particles", n,
+dim=-2)`` around the guide trace and the replayed model: every latent site then has
+batch shape ``(n, B)``, the networks see ``(n, B, F)`` inputs while ``x`` stays
+``(B, D)``, so the evidence encoders of ``x`` run once per chunk on ``(B, F)``.
+Chunks of ``chunk`` particles are folded into a running logsumexp, so memory is bounded
+by one chunk whatever ``K`` is.
+
+The program runs in eval mode (BatchNorm would otherwise couple the examples of a
+batch and the particles of a chunk) and without autograd; its training flag is restored
+afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator
+
+import pyro
+import torch
+from pyro import poutine
+
+from hiervae.compile.program import Program
+
+
+@contextlib.contextmanager
+def inference_mode(program: Program) -> Iterator[Program]:
+    """``program`` in eval mode under ``torch.no_grad``; the training flag is restored."""
+    was_training = program.training
+    program.eval()
+    try:
+        with torch.no_grad():
+            yield program
+    finally:
+        program.train(was_training)
+
+
+def program_device(program: Program) -> torch.device:
+    """The device of the program's first parameter or buffer (CPU if it has none)."""
+    for t in (*program.parameters(), *program.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _site_log_prob_sum(trace, names, batch_shape: torch.Size) -> torch.Tensor:
+    total = 0.0
+    for name in names:
+        site = trace.nodes[name]
+        if site["infer"].get("_deterministic"):
+            continue  # transforms: a masked Delta, log_prob 0 by construction
+        total = total + site["log_prob"].expand(batch_shape)
+    return total
+
+
+def log_weights(program: Program, x: torch.Tensor, particles: int) -> torch.Tensor:
+    """``log p(x, eps_k) - log q(eps_k | x)`` for ``particles`` guide samples: ``(particles, B)``.
+
+    Call under :func:`inference_mode` (or take care of eval mode / no_grad yourself).
+    Sums the model's log densities over its latent and observed sites and subtracts the
+    guide's over its latent sites; deterministic (transform) sites are skipped.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"x must be (batch, features), got shape {tuple(x.shape)}")
+    shape = torch.Size((particles, x.shape[0]))
+    with pyro.plate("particles", particles, dim=-2):
+        guide = poutine.trace(program.guide).get_trace(x)
+        model = poutine.trace(poutine.replay(program.model, trace=guide)).get_trace(x)
+    guide.compute_log_prob()
+    model.compute_log_prob()
+    log_p = _site_log_prob_sum(model, [*program.latents, *program.observed], shape)
+    log_q = _site_log_prob_sum(guide, program.latents, shape)
+    return log_p - log_q
+
+
+def iw_log_likelihood(program: Program, x: torch.Tensor, samples: int = 1000, chunk: int = 100) -> torch.Tensor:
+    """Per-data-point importance-weighted estimate of ``log p(x)`` with ``samples`` particles: ``(B,)``.
+
+    Particles are drawn ``chunk`` at a time (the last chunk may be smaller) and
+    accumulated with a running logsumexp, so peak memory is that of one chunk.
+    """
+    if samples < 1 or chunk < 1:
+        raise ValueError(f"samples and chunk must be positive, got {samples} and {chunk}")
+    with inference_mode(program):
+        acc = torch.full((x.shape[0],), -math.inf, dtype=torch.float64, device=x.device)
+        done = 0
+        while done < samples:
+            n = min(chunk, samples - done)
+            lw = log_weights(program, x, n)
+            acc = torch.logaddexp(acc, torch.logsumexp(lw.double(), 0))
+            done += n
+        return (acc - math.log(samples)).to(x.dtype)

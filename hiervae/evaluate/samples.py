@@ -1,0 +1,96 @@
+"""Image grids of model samples and of reconstructions (PNG, no pyplot state).
+
+Samples are ancestral: the model is traced on a placeholder ``x`` of the right shape,
+which only sizes the data plate (latents are drawn from the priors, never conditioned
+on it), and the picture is the *mean* of the observation model given the sampled
+latents (Bernoulli probabilities, not binary draws).  Reconstructions are the mean of
+p(x | latents) with the latents drawn once from q(latents | x).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from pyro import poutine
+
+from hiervae.compile.program import Program
+from hiervae.evaluate.iw import inference_mode, program_device
+
+GRID_PIXELS = 640  # target size of the longer side of a grid, after integer upscaling
+
+
+def _observation_mean(site) -> torch.Tensor:
+    fn = site["fn"]
+    try:
+        return fn.mean
+    except (NotImplementedError, AttributeError):  # a family without a mean: show one draw
+        return fn.sample()
+
+
+def sample_means(program: Program, n: int) -> torch.Tensor:
+    """``(n, D)``: E[x | latents] for ``n`` ancestral samples of the latents from the model."""
+    observed = program.observed[0]
+    dim = program.graph.nodes[observed].dim
+    placeholder = torch.zeros(n, dim, device=program_device(program))
+    with inference_mode(program):
+        trace = poutine.trace(program.model).get_trace(placeholder)
+        return _observation_mean(trace.nodes[observed]).reshape(n, dim)
+
+
+def reconstruction_means(program: Program, x: torch.Tensor) -> torch.Tensor:
+    """``(B, D)``: E[x | latents] with the latents drawn once from q(latents | x)."""
+    observed = program.observed[0]
+    with inference_mode(program):
+        guide = poutine.trace(program.guide).get_trace(x)
+        model = poutine.trace(poutine.replay(program.model, trace=guide)).get_trace(x)
+        return _observation_mean(model.nodes[observed]).reshape(x.shape[0], -1)
+
+
+def grid(images: np.ndarray, image_shape: tuple[int, int], cols: int, pad: int = 1, pad_value: float = 0.5) -> np.ndarray:
+    """``(N, H*W)`` images -> one ``(rows*(H+pad)-pad, cols*(W+pad)-pad)`` array."""
+    h, w = image_shape
+    n = images.shape[0]
+    rows = max(1, math.ceil(n / cols))
+    out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), pad_value, dtype=np.float32)
+    for i, img in enumerate(images.reshape(n, h, w)):
+        r, c = divmod(i, cols)
+        out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = img
+    return out
+
+
+def pair_grid(left: np.ndarray, right: np.ndarray, image_shape: tuple[int, int], pad: int = 1) -> np.ndarray:
+    """Pairs ``left[i] | right[i]`` side by side (no gap inside a pair), pairs in a grid."""
+    h, w = image_shape
+    n = left.shape[0]
+    pairs = np.concatenate([left.reshape(n, h, w), right.reshape(n, h, w)], axis=2)
+    cols = max(1, math.ceil(math.sqrt(n / 2)))
+    return grid(pairs.reshape(n, -1), (h, 2 * w), cols, pad)
+
+
+def save_png(array: np.ndarray, path: str | Path) -> Path:
+    """Grey-scale PNG of values in [0, 1], upscaled by an integer factor (nearest neighbour)."""
+    from matplotlib import image
+
+    scale = max(1, GRID_PIXELS // max(array.shape))
+    big = np.kron(np.clip(array, 0.0, 1.0), np.ones((scale, scale), dtype=array.dtype))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.imsave(path, big, cmap="gray", vmin=0.0, vmax=1.0)
+    return path
+
+
+def write_sample_grids(program: Program, test: torch.Tensor, image_shape: tuple[int, int], out_dir: str | Path, n: int = 64) -> list[Path]:
+    """``samples.png`` (n model samples) and ``reconstructions.png`` (n test images | reconstruction)."""
+    h, w = image_shape
+    out_dir = Path(out_dir)
+    samples = sample_means(program, n).cpu().numpy()
+    if samples.shape[1] != h * w:
+        raise ValueError(f"observations have {samples.shape[1]} values, images {h}x{w}")
+    paths = [save_png(grid(samples, image_shape, max(1, math.ceil(math.sqrt(n)))), out_dir / "samples.png")]
+    x = test[:n].to(program_device(program))
+    recon = reconstruction_means(program, x).cpu().numpy()
+    paths.append(save_png(pair_grid(x.cpu().numpy(), recon, image_shape), out_dir / "reconstructions.png"))
+    return paths
