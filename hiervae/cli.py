@@ -65,18 +65,28 @@ def run_render(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- fit
 @command("fit")
 def run_fit(args: argparse.Namespace) -> int:
+    import os
+
     import torch
 
     from hiervae.errors import display_path
     from hiervae.train import fit
+    from hiervae.train.distributed import launch, launched_by_torchrun
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
-    result = fit(args.spec, overrides, out=args.out, device=args.device, resume=args.resume, data_dir=args.data_dir,
-                 download=not args.no_download, quiet=args.quiet)
+    options = dict(out=args.out, device=args.device, resume=args.resume, data_dir=args.data_dir,
+                   download=not args.no_download, quiet=args.quiet)
+    if args.nproc is not None and args.nproc > 1:  # N local processes; this one only waits for them
+        result = launch(args.nproc, args.spec, overrides, threads=args.threads, **options)
+    else:
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        torchrun = launched_by_torchrun()
+        result = fit(args.spec, overrides, distributed=torchrun, **options)
+        if torchrun and os.environ.get("RANK") != "0":
+            return 0  # rank 0 reports (an error, though, is printed by every rank that meets it)
     run = result.run
     shown = lambda p: display_path(p)  # noqa: E731
     elbo = "n/a (no validation split)" if result.valid_elbo is None else f"{result.valid_elbo:.3f} nats"
@@ -174,7 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, metavar="N", help="train for N epochs in all (same as --set train.epochs=N)")
     p.add_argument("--data-dir", default=None, metavar="DIR", help="offline data directory (overrides data.data_dir and $HIERVAE_DATA)")
     p.add_argument("--no-download", action="store_true", help="never download data; fail if it is not on disk")
-    p.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="CPU threads for torch, per process (default: torch's choice; with --nproc the cores divided among the processes)")
+    p.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
+                   help="data-parallel training in N local processes (gloo on cpu, one GPU each on cuda); "
+                        "train.batch_size is the global batch (see docs/distributed.md; under torchrun, omit it)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines")
 
     sub.add_parser("schema", help="print the JSON Schema of the spec language (for editors)")

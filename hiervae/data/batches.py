@@ -5,17 +5,26 @@ host-to-device copies are pure overhead: a batch is one ``index_select`` on the 
 wherever it lives.
 
 Reproducibility: the order of epoch ``e`` comes from a CPU generator seeded from
-``(seed, e)``, so it is the same on every device and every rank; the dynamic
-binarisation of batch ``k`` comes from a generator on the data's device seeded from
-``(seed, e, rank, k)``.  Nothing depends on what was iterated before, so a run resumed
-at epoch ``e`` (even mid-epoch, via ``start_batch``) sees exactly the batches the
-original run saw.  (Bernoulli draws on CPU and CUDA use different generators, so
-binarised values match only on the same device type.)
+``(seed, e)``, so it is the same on every device and every rank.  Nothing depends on
+what was iterated before, so a run resumed at epoch ``e`` (even mid-epoch, via
+``start_batch``) sees exactly the batches the original run saw.
 
-Sharding for data parallelism works like ``DistributedSampler(drop_last=True)``: all
-ranks share the epoch's permutation, its first ``N - N % world_size`` entries are
-dealt out round-robin, so shards are disjoint and of equal size and every rank runs
-the same number of steps.  The few examples left over differ from epoch to epoch.
+Sharding for data parallelism (``rank``, ``world_size``; ``batch_size`` is the batch
+*per rank*): the *global* batch ``k`` is entries ``[k*B, (k+1)*B)`` of the epoch's
+permutation, ``B = batch_size * world_size``, exactly the batch ``k`` of a single
+process with batch size ``B``, and rank ``r`` takes its contiguous block of
+``batch_size`` of them.  A short last global batch of ``m`` examples is dealt out in
+blocks of ``m // world_size``.  Shards are disjoint, of equal size and every rank runs
+the same number of steps; ``n % world_size`` examples are left out per epoch, as with
+``DistributedSampler(drop_last=True)``, and they differ from epoch to epoch.
+
+Dynamic binarisation does not depend on the rank: the uniform noise of global batch
+``k`` is drawn whole (``m x D``, ``m`` its global size) from a generator on the data's
+device seeded from ``(seed, e, k)``, every rank thresholds its own rows of it, and a
+single process uses all of them.  So an example is binarised the same way in epoch
+``e`` by whichever rank processes it, or by one process with the same global batch
+size.  (CPU and CUDA generators differ, so binarised values match only on the same
+device type.)
 """
 
 from __future__ import annotations
@@ -79,23 +88,32 @@ class Batches:
 
     def indices(self, epoch: int) -> torch.Tensor:
         """This rank's example indices for ``epoch``, in batch order (CPU int64)."""
-        n = len(self.data)
+        n, w = len(self.data), self.world_size
         if self.shuffle:
             gen = torch.Generator().manual_seed(_seed(self.seed, epoch, _ORDER))
             order = torch.randperm(n, generator=gen)
         else:
             order = torch.arange(n)
-        return order[self.rank : self.num_examples * self.world_size : self.world_size]
+        if w == 1:
+            return order
+        full = n // (self.batch_size * w) * self.batch_size * w  # examples in full global batches
+        tail = (n - full) // w  # this rank's share of the short last global batch
+        blocks = order[:full].view(-1, w, self.batch_size)[:, self.rank].reshape(-1)
+        return torch.cat([blocks, order[full + self.rank * tail : full + (self.rank + 1) * tail]])
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[torch.Tensor]:
         """The batches of ``epoch``, skipping the first ``start_batch`` (for resuming)."""
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
         idx = self.indices(epoch).to(self.data.device)
+        n, b, w = len(self.data), self.batch_size, self.world_size
         for k in range(start_batch, len(self)):
-            batch = self.data.index_select(0, idx[k * self.batch_size : (k + 1) * self.batch_size])
+            batch = self.data.index_select(0, idx[k * b : (k + 1) * b])
             if self.binarize:
+                size = min(b * w, n - k * b * w)  # the global batch, drawn whole on every rank
                 gen = torch.Generator(device=self.data.device)
-                gen.manual_seed(_seed(self.seed, epoch, _BERNOULLI, self.rank, k))
-                batch = torch.bernoulli(batch, generator=gen)
+                gen.manual_seed(_seed(self.seed, epoch, _BERNOULLI, k))
+                noise = torch.rand((size, *batch.shape[1:]), generator=gen, dtype=batch.dtype, device=batch.device)
+                start = self.rank * len(batch)
+                batch = (noise[start : start + len(batch)] < batch).to(batch.dtype)
             yield batch

@@ -13,6 +13,11 @@ order and dynamic binarisation come from :class:`hiervae.data.Batches` as functi
 (seed, epoch), the checkpoint holds every RNG state, and validation runs on a forked
 RNG with a fixed seed (the same noise every epoch, and no effect on training).  So a
 run resumed from any epoch's checkpoint on CPU is identical to an uninterrupted one.
+
+Data parallelism (``fit(..., distributed=True)``, ``hiervae fit --nproc N``, torchrun):
+the same loop in every process, with the hooks of :mod:`hiervae.train.distributed`
+(a shard of each global batch, gradients averaged after ``backward``, rank-0-only
+validation and writing); see that module and docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import pyro
@@ -41,6 +46,9 @@ from hiervae.train import plots
 from hiervae.train.metrics import EpochStats, MetricsLog, TensorBoard, epoch_record
 from hiervae.train.optim import grads_finite, make_optimizer, set_lr, step_unless
 from hiervae.train.schedules import BetaPlan, LRSchedule, beta_schedule, lr_schedule
+
+if TYPE_CHECKING:
+    from hiervae.train.distributed import World
 
 CHECKPOINT_VERSION = 1
 VALID_SEED_OFFSET = 1_000_003  # validation noise: torch.manual_seed(train.seed + this)
@@ -89,18 +97,26 @@ def check_data_matches(graph: ModelGraph, splits: DataSplits) -> None:
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
+    cuda = device.type == "cuda"
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+        "cuda": torch.cuda.get_rng_state_all() if cuda else None,
+        "cuda_device": (torch.cuda.current_device() if device.index is None else device.index) if cuda else None,
         "numpy": np.random.get_state(),
         "python": random.getstate(),
     }
 
 
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device, replica: bool = False) -> None:
+    """``replica``: one process of several, each on its own GPU: continue the saved
+    training device's CUDA stream on this process's device (all ranks draw the same)."""
     torch.set_rng_state(state["torch"].cpu())
     if device.type == "cuda" and state.get("cuda") is not None:
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+        if replica:
+            saved = state["cuda"][state.get("cuda_device") or 0]
+            torch.cuda.set_rng_state(saved.cpu(), device)
+        else:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
 
@@ -153,11 +169,17 @@ class TrainState:
 
 
 class Trainer:
-    """The training loop of one program on one device (the spec's ``train:`` section)."""
+    """The training loop of one program on one device (the spec's ``train:`` section).
+
+    With ``world`` (a :class:`hiervae.train.distributed.World` of several processes)
+    this is one replica: it trains on its shard of each global batch of
+    ``train.batch_size`` and averages gradients with the other ranks every step.
+    """
 
     def __init__(self, program: Program, graph: ModelGraph, splits: DataSplits, *, device: torch.device,
-                 analytic_kl: bool, optimizer: torch.optim.Optimizer | None = None):
+                 analytic_kl: bool, optimizer: torch.optim.Optimizer | None = None, world: World | None = None):
         self.program, self.graph, self.splits, self.device = program, graph, splits, device
+        self.world = world
         self.train_spec = graph.train
         self.analytic_kl = analytic_kl
         self.free_bits = float(self.train_spec.free_bits)
@@ -167,8 +189,12 @@ class Trainer:
         self.lrs: LRSchedule = lr_schedule(self.train_spec)
         bs = self.train_spec.batch_size
         n = len(splits.train)
-        self.batches = Batches(splits.train, bs, seed=self.train_spec.seed, binarize=splits.dynamic,
-                               drop_last=n > bs and n % bs == 1)  # a batch of one breaks batch norm
+        w = world.size if world is not None else 1
+        if bs % w:
+            raise RunError(f"train.batch_size {bs} is the global batch and must be divisible by the {w} processes")
+        self.batches = Batches(splits.train, bs // w, seed=self.train_spec.seed, binarize=splits.dynamic,
+                               rank=world.rank if world is not None else 0, world_size=w,
+                               drop_last=n > bs and (n % bs) // w == 1)  # a batch of one breaks batch norm
         self.beta = torch.zeros((), device=device)
         self.state = TrainState()
         self._streak = torch.zeros((), dtype=torch.int64, device=device)
@@ -181,8 +207,13 @@ class Trainer:
     # ------------------------------------------------------------ one step
     def _objective(self, x: torch.Tensor, beta: torch.Tensor):
         """(loss per example, sum of log-likelihoods, per-latent sums of KL)."""
-        terms = elbo_terms(self.program, x, self.analytic_kl)
-        value = loss(terms, beta, self.free_bits) / x.shape[0]
+        if self.world is None:
+            terms = elbo_terms(self.program, x, self.analytic_kl)
+            value = loss(terms, beta, self.free_bits) / x.shape[0]
+        else:
+            with self.world.sharded_noise():
+                terms = elbo_terms(self.program, x, self.analytic_kl)
+            value = self.world.loss(terms, beta, self.free_bits) / x.shape[0]
         kl = torch.stack([k.detach().sum() for k in terms.kl.values()]) if terms.kl else terms.log_likelihood.new_zeros(0)
         return value, terms.log_likelihood.detach().sum(), kl
 
@@ -190,7 +221,8 @@ class Trainer:
         value, ll, kl = self.objective(x, self.beta)
         self.optimizer.zero_grad(set_to_none=True)
         value.backward()
-        ok = grads_finite(self.params, value)
+        checked = value if self.world is None else self.world.average_gradients(self.params, value)
+        ok = grads_finite(self.params, checked)
         step_unless(self.optimizer, ok)
         stats.add(value.detach() * x.shape[0], ll, kl, x.shape[0], ok)
         self._streak = torch.where(ok, torch.zeros_like(self._streak), self._streak + 1)
@@ -227,6 +259,9 @@ class Trainer:
                     s = stats.summary()
                     bar.set_postfix(elbo=f"{s['train_elbo']:.2f}", kl=f"{s['train_kl']:.2f}", beta=f"{beta:.3g}", refresh=False)
         self._check_nonfinite(epoch)
+        if self.world is not None:
+            self.world.sum_stats(stats)
+            self.world.average_buffers(self.program)
         summary = stats.summary()
         self.state.nonfinite_total += summary["nonfinite"]
         self.state.nonfinite_streak = int(self._streak)
@@ -292,7 +327,7 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise RunError(f"{where}: does not match this spec ({str(err).splitlines()[0]})") from None
         self._streak.fill_(self.state.nonfinite_streak)
-        _set_rng_state(rng, self.device)
+        _set_rng_state(rng, self.device, replica=self.world is not None)
 
 
 # ---------------------------------------------------------------- fit
@@ -360,47 +395,93 @@ def fit(
     quiet: bool = False,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    distributed: bool = False,
 ) -> FitResult:
     """Train the spec at ``spec_path`` (with ``--set`` style ``overrides``) into a run directory.
 
     ``out`` defaults to ``runs/<spec name>``.  ``progress`` (a tqdm bar per epoch)
     defaults to "stderr is a terminal and not quiet".  ``log`` receives the per-epoch
     lines (default: print, or nothing when ``quiet``).
+
+    ``distributed=True``: this process is one of ``WORLD_SIZE`` (torchrun's
+    environment, or :func:`hiervae.train.distributed.launch`); ``device`` is then the
+    device type and each process uses ``cuda:LOCAL_RANK`` or the CPU.  Only rank 0
+    logs and writes the run directory; every rank returns the same counters and
+    validation ELBO, and ``history`` on other ranks holds only this call's epochs.
     """
     started = time.perf_counter()
-    if log is None:
-        log = (lambda s: None) if quiet else print
-    if progress is None:
-        progress = not quiet and sys.stderr.isatty()
-
     spec = load_spec(spec_path, overrides)
     graph = build_graph(spec)
     train = graph.train
     if train.seed < 0:
         raise SpecError(f"seed must be >= 0, got {train.seed}", spec.source.at(("train", "seed")))
-    dev = resolve_device(device)
+    world: World | None = None
+    if distributed:
+        from hiervae.train.distributed import World
+
+        world = World.from_env(device)
+    try:
+        return _fit(spec, graph, world, started, out=out, device=device, resume=resume, data_dir=data_dir,
+                    download=download, quiet=quiet, progress=progress, log=log)
+    finally:
+        if world is not None:
+            world.close()
+
+
+def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, out, device, resume, data_dir,
+         download, quiet, progress, log) -> FitResult:
+    main = world is None or world.is_main
+    if log is None or not main:
+        log = (lambda s: None) if quiet or not main else print
+    if progress is None:
+        progress = not quiet and sys.stderr.isatty()
+    progress = progress and main
+    train = graph.train
+    dev = world.device if world is not None else resolve_device(device)
     analytic_kl = select_analytic_kl(graph, spec)
     run = RunDir(out if out is not None else Path("runs") / spec.name)
 
+    if world is not None and world.local_rank != 0:
+        world.barrier()  # local rank 0 downloads (if it must) while the others wait
     splits = load_dataset(graph.data.dataset, data_dir=data_dir if data_dir is not None else graph.data.data_dir,
                           binarize=graph.data.binarize, validation=graph.data.validation, download=download)
+    if world is not None and world.local_rank == 0:
+        world.barrier()
     check_data_matches(graph, splits)
     splits = splits.to(dev)
 
     pyro.set_rng_seed(train.seed)
     program = compile_graph(graph).to(dev)
-    trainer = Trainer(program, graph, splits, device=dev, analytic_kl=analytic_kl)
-    resume_state = _prepare_run(run, spec, resume, log)  # touches the run directory only now
+    if world is not None:
+        program = world.prepare(program)
+    trainer = Trainer(program, graph, splits, device=dev, analytic_kl=analytic_kl, world=world)
+    if world is None:
+        resume_state = _prepare_run(run, spec, resume, log)  # touches the run directory only now
+    else:  # rank 0 checks the run directory, every rank gets its verdict and checkpoint
+        outcome: tuple[str, Any] = ("ok", None)
+        if main:
+            try:
+                outcome = ("ok", _prepare_run(run, spec, resume, log))
+            except RunError as err:
+                outcome = ("error", str(err))
+        outcome = world.broadcast(outcome)
+        if outcome[0] == "error":
+            raise RunError(outcome[1])
+        resume_state = outcome[1]
     metrics = MetricsLog(run.metrics)
     if resume_state is not None:
         trainer.load_checkpoint(resume_state, display_path(run.checkpoint))
-        metrics.truncate(trainer.state.epoch)
+        if main:
+            metrics.truncate(trainer.state.epoch)
         log(f"resuming {display_path(run.path)} after epoch {trainer.state.epoch} (step {trainer.state.step})")
-    history = metrics.epochs()
+    history = metrics.epochs() if main else []
     start = trainer.state.epoch
     title = f"{spec.name}"
+    if world is not None:
+        log(f"data parallel: {world.size} processes, {train.batch_size // world.size} examples each per step "
+            f"(global batch {train.batch_size}) on {dev.type}")
 
-    tensorboard = TensorBoard(run.tensorboard, purge_step=start + 1 if start else None)
+    tensorboard = TensorBoard(run.tensorboard, purge_step=start + 1 if start else None) if main else None
     last_plot = -math.inf
     stopped: NonFiniteStop | None = None
     try:
@@ -415,7 +496,9 @@ def fit(
                     break
                 finally:
                     bar.close()
-                valid = trainer.validate()
+                valid = trainer.validate() if main else {}  # rank 0 alone: the whole split, fixed noise
+                if world is not None:
+                    valid = world.broadcast(valid)
                 seconds = time.perf_counter() - t0
                 s = trainer.state
                 s.epoch = epoch + 1
@@ -428,8 +511,10 @@ def fit(
                     **valid, nonfinite=summary["nonfinite"], nonfinite_total=s.nonfinite_total,
                     seconds=round(seconds, 3), steps_per_s=round(summary["steps"] / seconds, 2) if seconds > 0 else None,
                 )
-                metrics.append(record)
                 history.append(record)
+                if not main:
+                    continue
+                metrics.append(record)
                 tensorboard.log_epoch(record)
                 run.save_checkpoint(trainer.checkpoint({"spec_name": spec.name}))
                 log(_epoch_line(record, train.epochs))
@@ -438,12 +523,14 @@ def fit(
                     plots.write_plots(history, run.plots, title)
                     last_plot = time.monotonic()
     finally:
-        tensorboard.close()
-    if history and (stopped is not None or start >= train.epochs):
+        if tensorboard is not None:
+            tensorboard.close()
+    if main and history and (stopped is not None or start >= train.epochs):
         plots.write_plots(history, run.plots, title)
     if stopped is not None:
-        metrics.append({"kind": "stopped", "reason": "nonfinite", "epoch": stopped.epoch + 1, "step": stopped.step,
-                        "max_nonfinite_steps": train.max_nonfinite_steps})
+        if main:
+            metrics.append({"kind": "stopped", "reason": "nonfinite", "epoch": stopped.epoch + 1, "step": stopped.step,
+                            "max_nonfinite_steps": train.max_nonfinite_steps})
         kept = (f"{display_path(run.checkpoint)} keeps the state after epoch {trainer.state.epoch}"
                 if trainer.state.epoch else "no checkpoint was written")
         raise RunError(f"stopped in epoch {stopped.epoch + 1} (step {stopped.step}): {train.max_nonfinite_steps} consecutive steps "

@@ -100,10 +100,22 @@ def test_shards_are_disjoint_equal_and_cover(n, world):
     assert set(union) == set(perm[: n - n % world].tolist())
 
 
-def test_shards_binarise_independently():
-    a = next(Batches(probs(), 8, seed=1, binarize=True, rank=0, world_size=2, shuffle=False).epoch(0))
-    b = next(Batches(probs(), 8, seed=1, binarize=True, rank=1, world_size=2, shuffle=False).epoch(0))
-    assert not torch.equal(a, b)
+@pytest.mark.parametrize("n, world, per_rank", [(64, 2, 8), (61, 2, 8), (100, 4, 4), (103, 4, 4), (70, 3, 5)])
+def test_shards_are_blocks_of_the_single_process_batches(n, world, per_rank):
+    """Global batch k = batch k of one process with batch size per_rank * world, and
+    every example is binarised the same way whichever rank holds it (also the short
+    last batch, of which n % world examples are left out)."""
+    data = probs(n, 12)
+    single = list(Batches(data, per_rank * world, seed=3, binarize=True).epoch(1))
+    shards = [list(Batches(data, per_rank, seed=3, binarize=True, rank=r, world_size=world).epoch(1))
+              for r in range(world)]
+    assert {len(s) for s in shards} == {len(single)}
+    for k, whole in enumerate(single):
+        joined = torch.cat([s[k] for s in shards])
+        assert torch.equal(joined, whole[: len(joined)]) and len(whole) - len(joined) < world
+    ids_single = seen(Batches(ids(n), per_rank * world, seed=3).epoch(1))
+    ids_shards = [seen(Batches(ids(n), per_rank, seed=3, rank=r, world_size=world).epoch(1)) for r in range(world)]
+    assert ids_shards[0][:per_rank] == ids_single[:per_rank] and ids_shards[-1][:per_rank] == ids_single[(world - 1) * per_rank : world * per_rank]
 
 
 @pytest.mark.parametrize("kwargs", [dict(batch_size=0), dict(seed=-1), dict(rank=2, world_size=2),
