@@ -303,7 +303,7 @@ def _refs(items: list[str], env: dict[str, int], loop: range | None, source: Sou
 def build_spec(data: Any, source: SourceMap) -> Spec:
     document = _validate(S.SpecDocument, data, source, ())
     nets = _Networks(document.networks, source)
-    for name, template in document.networks.items():
+    for name in document.networks:  # validate every template, used or not
         nets.resolve(name, ("networks", name))
     env0 = dict(document.vars)
 
@@ -330,13 +330,11 @@ def build_spec(data: Any, source: SourceMap) -> Spec:
     for raw_name, decl, env, loop, path, binding in _entries(data.get("guide") or [], "guide", "factors", env0, source):
         spec = _validate(S.GuideFactorSpec, decl, source, path)
         encoder_keys = {_sub(k, env, source, path + ("encoders", k)): k for k in spec.encoders}
-        encoders_raw = {c: _sub(spec.encoders[k], env, source, path + ("encoders", k)) for c, k in encoder_keys.items()}
+        encoders = {
+            c: nets.resolve(_sub(spec.encoders[k], env, source, path + ("encoders", k)), path + ("encoders", k))
+            for c, k in encoder_keys.items()
+        }
         given = _refs(spec.given, env, loop, source, path + ("given",))
-        encoders = {}
-        for key, ref in encoders_raw.items():
-            net = nets.resolve(ref, path + ("encoders", encoder_keys[key]))
-            assert net is not None
-            encoders[key] = net
         factors.append(
             FactorDecl(
                 source=source,
