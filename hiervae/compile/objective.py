@@ -51,7 +51,9 @@ def _kl(q, p, value: torch.Tensor, analytic: bool) -> torch.Tensor:
 
 def elbo_terms(program: Program, x: torch.Tensor, analytic_kl: bool = True) -> ElboTerms:
     guide = poutine.trace(program.guide).get_trace(x)
-    model = poutine.trace(poutine.replay(program.model, trace=guide)).get_trace(x)
+    shared = {n: s["value"] for n, s in guide.nodes.items() if s["type"] == "sample" and s["infer"].get("_deterministic")}
+    with program.reusing(shared):  # the guide already evaluated these shared transforms
+        model = poutine.trace(poutine.replay(program.model, trace=guide)).get_trace(x)
     kl = {}
     for name in program.latents:
         q, p = guide.nodes[name], model.nodes[name]

@@ -15,7 +15,8 @@ observation is never scaled.  ``beta`` may be a float or a 0-d tensor.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
 
 import pyro
 import pyro.distributions as dist
@@ -114,6 +115,19 @@ class Program(nn.Module):
         self.factors = nn.ModuleDict({f.latent: GuideFactorModule(graph, f) for f in graph.guide})
         self.latents = graph.latents
         self.observed = graph.observed
+        self._reuse: dict[str, torch.Tensor] = {}
+
+    @contextmanager
+    def reusing(self, values: Mapping[str, torch.Tensor]) -> Iterator[None]:
+        """Inside this block the model takes transform values from ``values`` (the guide's)
+        instead of recomputing them.  When the model replays the guide, a shared transform
+        applied to the same inputs gives the same value: reusing it halves the bijector
+        work and updates its batch-norm statistics once per step, not twice."""
+        self._reuse = dict(values)
+        try:
+            yield
+        finally:
+            self._reuse = {}
 
     # -------------------------------------------------------------- evaluation
     def _context(self, node: ModelNode, values: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
@@ -132,7 +146,9 @@ class Program(nn.Module):
         for p in node.parents:
             if p not in values:
                 self.transform(p, values, in_guide)
-        value = self.sites[name].condition(self._context(node, values))(values[node.bijective_input])
+        value = None if in_guide else self._reuse.get(name)
+        if value is None:
+            value = self.sites[name].condition(self._context(node, values))(values[node.bijective_input])
         delta = dist.Delta(value, event_dim=1).mask(False)
         infer = {"_deterministic": True, "is_auxiliary": in_guide}
         values[name] = pyro.sample(name, delta, obs=value, infer=infer)
