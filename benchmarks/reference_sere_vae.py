@@ -169,7 +169,7 @@ def _correspondence(program, ref: SeReVAE):
             yield ref.f_shift[i - 1], bij[0].mlp
             yield ref.f_raw[i - 1], bij[1].mlp
             yield ref.f_u[i - 1], bij[2].mlp
-    yield ref.decoder, sites[program.observed[0]].net
+    yield ref.decoder, sites[program.observed[0]].net.mlp
 
 
 def parameter_pairs(program, ref: SeReVAE) -> list[tuple[nn.Parameter, nn.Parameter]]:

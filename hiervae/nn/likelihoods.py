@@ -14,7 +14,7 @@ import torch
 from pyro.distributions.conditional import ConditionalDistribution
 from torch import nn
 
-from hiervae.nn.mlp import MLP
+from hiervae.nn.mlp import ParamNet
 from hiervae.nn.registry import FAMILIES, Configurable
 
 
@@ -33,15 +33,11 @@ class BernoulliDecoder(Configurable, ConditionalDistribution, nn.Module):
     ):
         super().__init__()
         self.dim = dim
-        if context_features == 0:
-            self.const = nn.Parameter(torch.zeros(dim))
-        else:
-            self.net = MLP(context_features, hidden, dim, activation=activation, batch_norm=batch_norm, dropout=dropout)
+        # logits: an MLP of the context, or learned constants (starting at 0) without one
+        self.net = ParamNet(context_features, torch.zeros(dim), hidden=tuple(hidden), activation=activation,
+                            batch_norm=batch_norm, dropout=dropout)
 
     def logits(self, context: torch.Tensor | None) -> torch.Tensor:
-        if context is None or context.shape[-1] == 0:
-            shape = () if context is None else context.shape[:-1]
-            return self.const.expand(*shape, self.dim)
         return self.net(context)
 
     def condition(self, context: torch.Tensor | None = None) -> dist.TorchDistribution:

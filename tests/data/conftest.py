@@ -48,17 +48,6 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setattr(socket, "create_connection", no_network)
 
 
-@pytest.fixture
-def one_line():
-    """A function returning an error's message after asserting it is a single line."""
-
-    def check(err) -> str:
-        text = str(err.value if hasattr(err, "value") else err)
-        assert text and "\n" not in text, text
-        return text
-
-    return check
-
 
 class FakeWeb(dict):
     """URL -> bytes (served) or exception (raised); ``requested`` lists the URLs asked for."""

@@ -22,15 +22,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def one_line():
-    def check(err) -> str:
-        text = str(err.value if hasattr(err, "value") else err)
-        assert text and "\n" not in text, text
-        return text
-
-    return check
-
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
