@@ -48,6 +48,14 @@ def summary_oracle(dag):
         return None
 
 
+def assert_exact_agreement(rnd, dag, oracle) -> None:
+    """On random queries, the checker's verdict equals the oracle's."""
+    for _ in range(QUERIES_PER_DAG):
+        a, b, c = random_query(rnd, dag)
+        got, want = conditionally_independent(dag, set(a), set(b), set(c)), oracle.independent(a, b, c)
+        assert got == want, explain(dag, a, b, c, got, want)
+
+
 def explain(dag, a, b, c, checker, oracle) -> str:
     return f"checker={checker} oracle={oracle} for {sorted(a)} ⊥ {sorted(b)} | {sorted(c)} in DAG {describe(dag)}"
 
@@ -76,11 +84,7 @@ def test_checker_is_exact_without_transforms(rnd):
     """No deterministic nodes: plain d-separation, and a generic linear-Gaussian model is
     faithful, so the checker and the dense (declared-dims) instance agree on every query."""
     dag = random_dag(rnd, transforms=False)
-    o = LinearGaussianOracle(dag, mode="dense")
-    for _ in range(QUERIES_PER_DAG):
-        a, b, c = random_query(rnd, dag)
-        got, want = conditionally_independent(dag, set(a), set(b), set(c)), o.independent(a, b, c)
-        assert got == want, explain(dag, a, b, c, got, want)
+    assert_exact_agreement(rnd, dag, LinearGaussianOracle(dag, mode="dense"))
 
 
 @SETTINGS
@@ -90,10 +94,7 @@ def test_checker_is_exact_with_transforms(rnd):
     dag = random_dag(rnd)
     o = summary_oracle(dag)
     assume(o is not None)
-    for _ in range(QUERIES_PER_DAG):
-        a, b, c = random_query(rnd, dag)
-        got, want = conditionally_independent(dag, set(a), set(b), set(c)), o.independent(a, b, c)
-        assert got == want, explain(dag, a, b, c, got, want)
+    assert_exact_agreement(rnd, dag, o)
 
 
 @SETTINGS
