@@ -78,3 +78,30 @@ def tiny_pixels(n: int, dim: int = 6, seed: int = 0) -> torch.Tensor:
 def flows():
     """The tiny flow specs (``flows.sere_maf``, ``flows.maf``: YAML text) and ``flows.pixels``."""
     return SimpleNamespace(sere_maf=TINY_SERE_MAF, maf=TINY_MAF, pixels=tiny_pixels)
+
+
+@pytest.fixture
+def fake_cifar10(tmp_path, monkeypatch):
+    """A data directory holding a small CIFAR-10 in the official pickle format
+    (``cifar-10-batches-py/``: 5 training batches of 12 images, a test batch of 12) whose
+    md5s are made the pinned ones, so ``load_dataset("cifar10", data_dir=...)`` reads it.
+    Pixels are correlated (a brightness per image plus noise), so there is something to learn."""
+    import hashlib
+    import pickle
+
+    import numpy as np
+
+    from hiervae.data import cifar10
+
+    folder = tmp_path / "cifar-data" / cifar10.FOLDER
+    folder.mkdir(parents=True)
+    digests = {}
+    for i, name in enumerate((*cifar10.TRAIN_BATCHES, cifar10.TEST_BATCH)):
+        rng = np.random.default_rng(i)
+        level = rng.uniform(30, 220, (12, 1))
+        data = np.clip(np.round(level + 30 * rng.standard_normal((12, cifar10.PIXELS))), 0, 255).astype(np.uint8)
+        blob = pickle.dumps({b"data": data, b"labels": [int(v) for v in rng.integers(0, 10, 12)]}, protocol=2)
+        (folder / name).write_bytes(blob)
+        digests[name] = hashlib.md5(blob).hexdigest()
+    monkeypatch.setattr(cifar10, "BATCH_MD5", digests)
+    return folder.parent
