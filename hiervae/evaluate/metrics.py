@@ -160,7 +160,10 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    x_all = data if isinstance(data, torch.Tensor) else data.fixed(split)
+    if isinstance(data, torch.Tensor):
+        x_all = data
+    else:  # DataSplits: the split as models are scored on it; any object with the split as attribute
+        x_all = data.fixed(split) if hasattr(data, "fixed") else getattr(data, split)
     if limit is not None:
         x_all = x_all[:limit]
     n = x_all.shape[0]
