@@ -113,6 +113,8 @@ class Program(nn.Module):
             registry = TRANSFORMS if node.kind == TRANSFORM else FAMILIES
             self.sites[node.name] = _build(registry, node.family, node.dim, context, node.net, node.options, node.location)
         self.factors = nn.ModuleDict({f.latent: GuideFactorModule(graph, f) for f in graph.guide})
+        # what each transform is applied to: its bijective input, or h_prev for a residual node
+        self.transform_inputs = {n: transform_input(graph, n) for n in graph.transforms}
         self.latents = graph.latents
         self.observed = graph.observed
         self._reuse: dict[str, torch.Tensor] = {}
@@ -148,7 +150,7 @@ class Program(nn.Module):
                 self.transform(p, values, in_guide)
         value = None if in_guide else self._reuse.get(name)
         if value is None:
-            value = self.sites[name].condition(self._context(node, values))(values[node.bijective_input])
+            value = self.sites[name].condition(self._context(node, values))(values.get(self.transform_inputs[name]))
         delta = dist.Delta(value, event_dim=1).mask(False)
         infer = {"_deterministic": True, "is_auxiliary": in_guide}
         values[name] = pyro.sample(name, delta, obs=value, infer=infer)
@@ -189,6 +191,28 @@ class Program(nn.Module):
                 with poutine.scale(scale=beta):
                     values[name] = pyro.sample(name, q)
         return values
+
+
+def transform_input(graph: ModelGraph, name: str) -> str | None:
+    """The node a transform is applied to: ``t = module.condition(context); value = t(input)``.
+
+    A bijective transform is applied to its bijective ``input``.  A transform without
+    one (``residual``: ``h = h_prev + r(given)``, paper Fig. 5) is applied to ``h_prev``:
+    the conditioner of the same dimension that is itself a ``residual`` node of the same
+    kind (``gamma(l-1)`` for ``gamma(l)``), or ``None`` (``h = r(given)``) when there is
+    none, e.g. at the first layer where ``gamma(0)`` is a dropped boundary reference.
+    ``h_prev`` stays in the context too (``r`` reads ``gamma(l-1)`` and ``z(l)``).
+    Inferred from the graph rather than declared, so the spec says each fact once.
+    """
+    node = graph.nodes[name]
+    if node.bijective_input is not None:
+        return node.bijective_input
+    chain = [p for p in node.conditioners
+             if graph.nodes[p].kind == TRANSFORM and graph.nodes[p].family == node.family and graph.nodes[p].dim == node.dim]
+    if len(chain) > 1:
+        raise SpecError(f"{name!r} ({node.family}) has several conditioners it could refine ({', '.join(chain)}); "
+                        f"give it one {node.family} node of dim {node.dim} in given", node.location)
+    return chain[0] if chain else None
 
 
 def _precision_weighted(q: dist.TorchDistribution, p: dist.TorchDistribution) -> dist.TorchDistribution:

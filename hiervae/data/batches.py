@@ -24,7 +24,9 @@ device seeded from ``(seed, e, k)``, every rank thresholds its own rows of it, a
 single process uses all of them.  So an example is binarised the same way in epoch
 ``e`` by whichever rank processes it, or by one process with the same global batch
 size.  (CPU and CUDA generators differ, so binarised values match only on the same
-device type.)
+device type.)  Dequantisation (``dequantize=True``: pixels ``k / 255`` become
+``(k + u) / 256``, :func:`hiervae.data.dequantize.dequantize`) draws its uniform
+noise ``u`` the same way, from its own stream of seeds.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-_ORDER, _BERNOULLI = 0, 1
+from hiervae.data.dequantize import dequantize as dequantize_pixels
+
+_ORDER, _BERNOULLI, _UNIFORM = 0, 1, 2
 
 
 def _seed(*words: int) -> int:
@@ -46,7 +50,9 @@ class Batches:
     """Iterate over ``data`` (an ``(N, D)`` tensor) in minibatches of ``batch_size``.
 
     ``binarize=True`` makes every batch a fresh Bernoulli sample of its rows (dynamic
-    binarisation; ``data`` must then hold probabilities in [0, 1]).  Use
+    binarisation; ``data`` must then hold probabilities in [0, 1]).  ``dequantize=True``
+    makes every batch a fresh uniform dequantisation of its rows (``data`` must hold
+    8-bit pixel values ``k / 255``).  Use
     ``for x in batches.epoch(e)``, or ``set_epoch(e)`` then ``for x in batches``.
     """
 
@@ -59,6 +65,7 @@ class Batches:
         shuffle: bool = True,
         drop_last: bool = False,
         binarize: bool = False,
+        dequantize: bool = False,
         rank: int = 0,
         world_size: int = 1,
     ):
@@ -66,10 +73,12 @@ class Batches:
             raise ValueError(f"Batches needs a non-empty tensor, got shape {tuple(data.shape)}")
         if batch_size < 1 or seed < 0:
             raise ValueError(f"batch_size must be >= 1 and seed >= 0, got {batch_size} and {seed}")
+        if binarize and dequantize:
+            raise ValueError("Batches: binarize and dequantize exclude each other")
         if not 0 <= rank < world_size or world_size > len(data):
             raise ValueError(f"need 0 <= rank < world_size <= {len(data)}, got rank {rank}, world_size {world_size}")
         self.data, self.batch_size, self.seed = data, batch_size, seed
-        self.shuffle, self.drop_last, self.binarize = shuffle, drop_last, binarize
+        self.shuffle, self.drop_last, self.binarize, self.dequantize = shuffle, drop_last, binarize, dequantize
         self.rank, self.world_size = rank, world_size
         self.num_examples = len(data) // world_size  # per rank
         self._epoch = 0
@@ -109,11 +118,12 @@ class Batches:
         n, b, w = len(self.data), self.batch_size, self.world_size
         for k in range(start_batch, len(self)):
             batch = self.data.index_select(0, idx[k * b : (k + 1) * b])
-            if self.binarize:
+            if self.binarize or self.dequantize:
                 size = min(b * w, n - k * b * w)  # the global batch, drawn whole on every rank
                 gen = torch.Generator(device=self.data.device)
-                gen.manual_seed(_seed(self.seed, epoch, _BERNOULLI, k))
+                gen.manual_seed(_seed(self.seed, epoch, _BERNOULLI if self.binarize else _UNIFORM, k))
                 noise = torch.rand((size, *batch.shape[1:]), generator=gen, dtype=batch.dtype, device=batch.device)
                 start = self.rank * len(batch)
-                batch = (noise[start : start + len(batch)] < batch).to(batch.dtype)
+                noise = noise[start : start + len(batch)]
+                batch = (noise < batch).to(batch.dtype) if self.binarize else dequantize_pixels(batch, noise)
             yield batch

@@ -12,6 +12,12 @@ Binarisation modes (``binarize``):
   standard static benchmark.
 * ``"none"``: real values in [0, 1] everywhere.
 
+Dequantisation (``dequantize``, for 8-bit images modelled by a continuous density; see
+:mod:`hiervae.data.dequantize`): ``"uniform"`` keeps ``train`` as the pixel values
+``k / 255`` and :class:`hiervae.data.Batches` with ``dequantize=True`` draws fresh
+noise for every batch; ``valid`` and ``test`` are dequantised ONCE with the fixed seeds
+``EVAL_SEEDS``.  ``"none"`` leaves the values as loaded.  Only with ``binarize: none``.
+
 Fixed binarisation draws ``u`` from a legacy ``numpy.random.RandomState(seed)`` stream
 (frozen across numpy versions), row-major, and sets a pixel to 1 iff ``u < p``.
 
@@ -28,6 +34,7 @@ import numpy as np
 import torch
 
 from hiervae.data.base import DATASETS, RawData
+from hiervae.data.dequantize import DEQUANTIZE_MODES, dequantize_fixed
 from hiervae.errors import DataError
 
 BINARIZE_MODES = ("dynamic", "static", "none")
@@ -46,6 +53,7 @@ class DataSplits:
     event_shape: tuple[int, ...]
     image_shape: tuple[int, ...]  # (H, W) grey or (C, H, W) colour
     binarize: str
+    dequantize: str = "none"
     train_labels: torch.Tensor | None = None
     valid_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
@@ -54,6 +62,21 @@ class DataSplits:
     def dynamic(self) -> bool:
         """True when ``train`` holds Bernoulli means to be re-sampled every epoch."""
         return self.binarize == "dynamic"
+
+    @property
+    def dequantized(self) -> bool:
+        """True when ``train`` holds pixels ``k / 255`` to be dequantised afresh in every batch."""
+        return self.dequantize == "uniform"
+
+    def fixed(self, split: str) -> torch.Tensor:
+        """The tensor of ``split`` as models are scored on it: ``valid`` and ``test`` as
+        stored; ``train``, when it is re-sampled every batch, with the fixed noise of
+        ``EVAL_SEEDS["train"]`` (binarised or dequantised once, on the CPU)."""
+        x = getattr(self, split)
+        if split != "train" or not (self.dynamic or self.dequantized):
+            return x
+        fix = binarize_fixed if self.dynamic else dequantize_fixed
+        return torch.from_numpy(fix(x.cpu().numpy(), EVAL_SEEDS["train"])).to(x.device)
 
     def to(self, device: torch.device | str) -> "DataSplits":
         """The same splits on ``device`` (e.g. the GPU, so batching never copies)."""
@@ -96,12 +119,14 @@ def load_dataset(
     binarize: str | None = None,
     validation: int | None = None,
     download: bool = True,
+    dequantize: str = "none",
 ) -> DataSplits:
     """Load dataset ``name`` (see ``DATASETS.names()``) as train/valid/test tensors.
 
     ``binarize`` and ``validation`` default to the dataset's own defaults (MNIST and
     digits: dynamic, binarized_mnist: static; MNIST validation 10000, digits 200).
-    ``download=False`` forbids network access.  Every problem is a one-line DataError.
+    ``dequantize="uniform"`` (with ``binarize="none"``) adds uniform noise to 8-bit
+    pixels, see the module docstring.  ``download=False`` forbids network access.  Every problem is a one-line DataError.
     """
     try:
         source = DATASETS.get(name)
@@ -117,6 +142,10 @@ def load_dataset(
             f"{name}: the data is already a fixed binarisation (one published sample), so it cannot be "
             f"binarised dynamically; use binarize 'static' (or 'none'), or dataset 'mnist' for dynamic binarisation"
         )
+    if dequantize not in DEQUANTIZE_MODES:
+        raise DataError(f"{name}: dequantize must be one of {', '.join(DEQUANTIZE_MODES)}, got {dequantize!r}")
+    if dequantize != "none" and mode != "none":
+        raise DataError(f"{name}: dequantize {dequantize!r} adds noise to pixel values and needs binarize 'none', got {mode!r}")
     raw = source.load(data_dir, download)
     train, valid, train_labels, valid_labels = _split(name, raw, validation, source.default_validation)
     test = raw.test
@@ -125,10 +154,14 @@ def load_dataset(
             train = binarize_fixed(train, EVAL_SEEDS["train"])
         valid = binarize_fixed(valid, EVAL_SEEDS["valid"])
         test = binarize_fixed(test, EVAL_SEEDS["test"])
+    if dequantize == "uniform":
+        valid = dequantize_fixed(valid, EVAL_SEEDS["valid"])
+        test = dequantize_fixed(test, EVAL_SEEDS["test"])
     tensor = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     return DataSplits(
         name=name,
         train=tensor(train), valid=tensor(valid), test=tensor(test),
         event_shape=(train.shape[1],), image_shape=raw.image_shape, binarize=mode,
+        dequantize=dequantize,
         train_labels=tensor(train_labels), valid_labels=tensor(valid_labels), test_labels=tensor(raw.test_labels),
     )

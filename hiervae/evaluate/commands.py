@@ -40,7 +40,7 @@ def _load(args: argparse.Namespace):
     graph, program = run.load_program(device)
     data = graph.data
     splits = load_dataset(data.dataset, data_dir=args.data_dir or data.data_dir, binarize=data.binarize,
-                          validation=data.validation, download=not args.no_download)
+                          validation=data.validation, download=not args.no_download, dequantize=data.dequantize)
     return run, graph, program, splits
 
 
@@ -62,13 +62,14 @@ def _write_json(obj, path: Path) -> None:
 def eval_command(args: argparse.Namespace) -> int:
     import pyro
 
-    from hiervae.evaluate.metrics import analytic_kl_valid, evaluate
+    from hiervae.evaluate.metrics import analytic_kl_valid, evaluate, pixel_dims
 
     run, graph, program, splits = _load(args)
     pyro.set_rng_seed(args.seed)
     analytic = analytic_kl_valid(graph)
     result = evaluate(program, splits, graph.eval, args.split, analytic_kl=analytic,
-                      importance_samples=args.iw, limit=args.limit, progress=sys.stderr.isatty())
+                      importance_samples=args.iw, limit=args.limit, progress=sys.stderr.isatty(),
+                      pixel_dims=pixel_dims(graph))
     report = {"run": str(run.path), "spec": graph.name, "dataset": splits.name, "seed": args.seed,
               "chunk_size": graph.eval.chunk_size, **result.to_json()}
     out = run.path / f"eval_{args.split}.json"

@@ -4,6 +4,9 @@
   reported as mean and standard error over the split;
 * the ELBO (one guide sample per point, analytic KL where the caller says it is valid)
   and its per-latent KL terms (means);
+* bits per dimension of the IW log-likelihood and the ELBO, for 8-bit images
+  dequantised to [0, 1]^D (``data.dequantize: uniform``; :func:`pixel_dims`):
+  ``-(log p(v) - D log 256) / (D log 2)`` (:func:`hiervae.nn.flows.bits_per_dim`);
 * active units (Burda et al. 2016): unit ``u`` of a latent is active when
   ``Var_x(E_{q(u|x)}[u]) > threshold`` (0.01).  ``E_q[u | x]`` is estimated by averaging
   over ``posterior_samples`` guide samples of the latent's conditioning inputs the
@@ -29,6 +32,7 @@ from pyro import poutine
 from hiervae.compile.objective import elbo_terms
 from hiervae.compile.program import Program
 from hiervae.evaluate.iw import inference_mode, program_device, iw_log_likelihood
+from hiervae.nn.flows import bits_per_dim
 from hiervae.spec.schema import EvalSpec
 
 
@@ -50,6 +54,10 @@ class EvalResult:
     active_units_threshold: float
     unit_variance: dict[str, list[float]] = field(default_factory=dict)  # Var_x E_q[u | x]
     seconds: float = 0.0
+    # 8-bit images dequantised to [0, 1]^D: the same figures in bits/dim (else None)
+    iw_bits_per_dim: float | None = None
+    iw_bits_per_dim_stderr: float | None = None
+    elbo_bits_per_dim: float | None = None
 
     @property
     def active_total(self) -> int:
@@ -68,9 +76,11 @@ class EvalResult:
     def format_table(self) -> str:
         lines = [
             f"{self.split}: {self.examples} examples, {self.importance_samples} importance samples ({self.seconds:.1f} s)",
-            f"  IW log-likelihood  {self.iw_log_likelihood:12.3f} +- {self.iw_log_likelihood_stderr:.3f} nats",
+            f"  IW log-likelihood  {self.iw_log_likelihood:12.3f} +- {self.iw_log_likelihood_stderr:.3f} nats"
+            + ("" if self.iw_bits_per_dim is None else f"  ({self.iw_bits_per_dim:.4f} +- {self.iw_bits_per_dim_stderr:.4f} bits/dim)"),
             f"  ELBO               {self.elbo:12.3f} +- {self.elbo_stderr:.3f} nats"
-            f"  ({'analytic' if self.analytic_kl else 'Monte Carlo'} KL)",
+            + ("" if self.elbo_bits_per_dim is None else f"  ({self.elbo_bits_per_dim:.4f} bits/dim)")
+            + f"  ({'analytic' if self.analytic_kl else 'Monte Carlo'} KL)",
             f"  reconstruction     {self.reconstruction:12.3f}",
             f"  KL total           {self.kl_total:12.3f}",
         ]
@@ -136,6 +146,7 @@ def evaluate(
     limit: int | None = None,
     posterior_samples: int = 10,
     progress: bool = False,
+    pixel_dims: int | None = None,
 ) -> EvalResult:
     """IW log-likelihood, ELBO, KL per latent and active units of ``program`` on a split.
 
@@ -143,10 +154,16 @@ def evaluate(
     ``(N, D)`` tensor.  ``importance_samples`` overrides ``eval_spec.importance_samples``;
     ``limit`` evaluates the first ``limit`` examples only.  Batches of
     ``eval_spec.batch_size`` examples, ``eval_spec.chunk_size`` particles at a time.
+    A split that is re-sampled every training batch (dynamic binarisation or
+    dequantisation of ``train``) is scored on one fixed sample (``DataSplits.fixed``).
+    ``pixel_dims`` (``D``, see :func:`pixel_dims`) adds bits/dim to the result.
     """
     from tqdm import tqdm
 
-    x_all = data if isinstance(data, torch.Tensor) else getattr(data, split)
+    if isinstance(data, torch.Tensor):
+        x_all = data
+    else:  # DataSplits: the split as models are scored on it; any object with the split as attribute
+        x_all = data.fixed(split) if hasattr(data, "fixed") else getattr(data, split)
     if limit is not None:
         x_all = x_all[:limit]
     n = x_all.shape[0]
@@ -181,6 +198,11 @@ def evaluate(
 
     variances = {name: m.variance() for name, m in au.items()}
     threshold = eval_spec.active_units_threshold
+    bpd = {}
+    if pixel_dims:
+        bpd = dict(iw_bits_per_dim=bits_per_dim(iw.mean().item(), pixel_dims),
+                   iw_bits_per_dim_stderr=stderr(iw) / (pixel_dims * math.log(2.0)),
+                   elbo_bits_per_dim=bits_per_dim(elbo.mean().item(), pixel_dims))
     return EvalResult(
         split=split,
         examples=n,
@@ -198,7 +220,16 @@ def evaluate(
         active_units_threshold=threshold,
         unit_variance={name: v.tolist() for name, v in variances.items()},
         seconds=time.perf_counter() - start,
+        **bpd,
     )
+
+
+def pixel_dims(graph) -> int | None:
+    """``D`` for bits/dim when the data are 8-bit pixels dequantised to [0, 1]^D
+    (``data.dequantize: uniform``): the observation's size; else None (no bits/dim)."""
+    if graph.data.dequantize == "none":
+        return None
+    return graph.nodes[graph.observed[0]].dim
 
 
 def analytic_kl_valid(graph) -> bool:

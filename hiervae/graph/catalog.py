@@ -27,7 +27,6 @@ class FamilyKind:
 TRANSFORMS: dict[str, TransformKind] = {
     "affine_lowrank": TransformKind(True, "z = shift + (diag(d) + u u^T) eps, d > 0 (paper eq. 19 of Rezende et al.)"),
     "affine_diag": TransformKind(True, "z = shift + d * eps, d > 0"),
-    # graph-level only until the flow family is compiled (issue: convolutional and flow families)
     "spline_coupling": TransformKind(True, "rational-quadratic spline coupling layers (Durkan et al.)"),
     "residual": TransformKind(False, "deterministic residual refinement h' = h + r(h, given)"),
 }
@@ -37,7 +36,7 @@ FAMILIES: dict[str, FamilyKind] = {
     "std_normal": FamilyKind(frozenset({"prior"}), True, "standard normal N(0, I), no parameters"),
     "iaf": FamilyKind(frozenset({"guide"}), False, "diagonal Gaussian followed by conditional inverse autoregressive flow steps"),
     "bernoulli": FamilyKind(frozenset({"likelihood"}), False, "independent Bernoulli with logits"),
-    "maf": FamilyKind(frozenset({"likelihood"}), False, "masked autoregressive flow over a unit-rank Gaussian base (graph level)"),
+    "maf": FamilyKind(frozenset({"likelihood"}), False, "conditional masked autoregressive flow over a unit-rank Gaussian base"),
 }
 
 

@@ -23,7 +23,8 @@ Pixels ``k in {0..255}`` are dequantised to ``v = (k + u) / 256 in [0, 1)``,
 [0, 1]) and includes the logit Jacobian in ``log_prob``, so its ``log_prob`` is
 ``log p(v)`` and :func:`bits_per_dim` applies directly.  The dequantisation noise is
 *not* added by the distribution (a ``log_prob`` must be a deterministic function of
-its argument): the training / evaluation loop draws it with :func:`dequantize`.
+its argument): the data pipeline adds it (``data.dequantize: uniform``, see
+:mod:`hiervae.data.dequantize`; :func:`dequantize` is re-exported here).
 Without ``logit_alpha`` the flow models ``x`` in R^D as given.
 """
 
@@ -39,6 +40,7 @@ from pyro.distributions.conditional import ConditionalDistribution
 from torch import nn
 from torch.distributions import Transform, constraints
 
+from hiervae.data.dequantize import dequantize
 from hiervae.nn.gaussian import VARIANCE_FLOOR, diag_normal, raw_of_one, scale_from_raw, variance_from_raw
 from hiervae.nn.made import ConditionalMADE
 from hiervae.nn.mlp import ParamNet
@@ -50,30 +52,6 @@ MADE_CONTEXTS = ("all", "split", "none")
 
 
 # ----------------------------------------------------------------------------- logit space
-def dequantize(
-    x: torch.Tensor, noise: float | torch.Tensor | None = None, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Pixels -> ``v = (k + u) / 256`` in [0, 1), float32 (or ``x``'s float dtype).
-
-    ``x`` is either integer pixels ``k`` (``torch.uint8``, or any integer dtype) or
-    floats ``k / 255`` as the data loaders return them (rounded back to ``k``; floats
-    must lie on that grid).  ``noise=None`` draws ``u ~ U[0, 1)`` (with ``generator``
-    if given); a number or tensor is used as ``u`` itself, e.g. ``0.5`` for the
-    deterministic bin centres.
-    """
-    if x.dtype.is_floating_point:
-        dtype = x.dtype
-        pixels = torch.round(x * 255)
-    else:
-        dtype = torch.get_default_dtype()
-        pixels = x.to(dtype)
-    if noise is None:
-        u = torch.rand(pixels.shape, generator=generator, dtype=dtype, device=pixels.device)
-    else:
-        u = torch.as_tensor(noise, dtype=dtype, device=pixels.device)
-    return (pixels + u) / 256
-
-
 def logit_transform(v: torch.Tensor, alpha: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
     """``y = logit(alpha + (1 - alpha) v)`` and ``log|dy/dv|`` summed over the last dim."""
     s = alpha + (1 - alpha) * v

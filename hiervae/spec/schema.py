@@ -107,8 +107,14 @@ class LoopSpec(_Strict):
 
 # ---------------------------------------------------------------- data / train / eval
 class DataSpec(_Strict):
-    dataset: str = Field("mnist", description="mnist | binarized_mnist | digits")
+    dataset: str = Field("mnist", description="mnist | binarized_mnist | digits | cifar10")
     binarize: Literal["dynamic", "static", "none"] = "dynamic"
+    dequantize: Literal["none", "uniform"] = Field(
+        "none",
+        description="uniform: 8-bit pixels k become (k + u) / 256, u ~ U[0, 1), fresh noise in every training batch "
+                    "and fixed seeded noise for validation/test (needs binarize: none); required by a continuous "
+                    "density of pixels (a maf with logit_alpha); bits/dim are then reported",
+    )
     validation: int = Field(10000, ge=0, description="examples held out of the training set for validation")
     data_dir: str | None = Field(None, description="offline data directory (else $HIERVAE_DATA, else the download cache)")
 

@@ -38,8 +38,10 @@ import yaml
 from hiervae.compile import Program, compile_graph, elbo_terms, loss
 from hiervae.data import Batches, DataSplits, load_dataset
 from hiervae.errors import RunError, SpecError, display_path
+from hiervae.evaluate.metrics import pixel_dims
 from hiervae.graph import ModelGraph, build_graph
 from hiervae.graph.faithfulness import check
+from hiervae.nn.flows import bits_per_dim
 from hiervae.run import RunDir
 from hiervae.spec import Spec, load_spec
 from hiervae.train import plots
@@ -94,6 +96,11 @@ def check_data_matches(graph: ModelGraph, splits: DataSplits) -> None:
         raise SpecError(
             f"observed node {obs.name!r} has {obs.dim} features but dataset {splits.name!r} has {features} "
             f"per example ({h}x{w} images): set `observed: [{features}]`", obs.location)
+    if obs.options.get("logit_alpha") is not None and not splits.dequantized:
+        # logit(alpha + (1 - alpha) v) is infinite at v = 1 (a white pixel), and a density
+        # fitted to pixels on a grid is unbounded: the flow needs dequantised values
+        raise SpecError(f"observed node {obs.name!r} models dequantised pixels (logit_alpha) but the data are not "
+                        f"dequantised: set data.dequantize: uniform", obs.location)
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -183,6 +190,7 @@ class Trainer:
         self.train_spec = graph.train
         self.analytic_kl = analytic_kl
         self.free_bits = float(self.train_spec.free_bits)
+        self.pixel_dims = pixel_dims(graph)  # D: ELBOs are also reported in bits/dim
         self.params = [p for p in program.parameters() if p.requires_grad]
         self.optimizer = optimizer or make_optimizer(self.params, self.train_spec.optimizer)
         self.betas: BetaPlan = beta_schedule(self.train_spec)
@@ -193,6 +201,7 @@ class Trainer:
         if bs % w:
             raise RunError(f"train.batch_size {bs} is the global batch and must be divisible by the {w} processes")
         self.batches = Batches(splits.train, bs // w, seed=self.train_spec.seed, binarize=splits.dynamic,
+                               dequantize=splits.dequantized,
                                rank=world.rank if world is not None else 0, world_size=w,
                                drop_last=n > bs and (n % bs) // w == 1)  # a batch of one breaks batch norm
         self.beta = torch.zeros((), device=device)
@@ -263,6 +272,8 @@ class Trainer:
             self.world.sum_stats(stats)
             self.world.average_buffers(self.program)
         summary = stats.summary()
+        if self.pixel_dims:
+            summary["train_bits_per_dim"] = bits_per_dim(summary["train_elbo"], self.pixel_dims)
         self.state.nonfinite_total += summary["nonfinite"]
         self.state.nonfinite_streak = int(self._streak)
         return {"beta": beta, "lr": lr, "phase": self.betas.phase(epoch), "steps": stats.steps, **summary}
@@ -290,12 +301,15 @@ class Trainer:
             self.program.train(was_training)
         values = torch.cat([ll_sum[None], kl_sum]).div(len(data)).tolist()
         ll, kl = values[0], values[1:]
-        return {
+        out = {
             "valid_elbo": ll - sum(kl),
             "valid_log_likelihood": ll,
             "valid_kl": sum(kl),
             "valid_kl_per_latent": dict(zip(self.program.latents, kl)),
         }
+        if self.pixel_dims:
+            out["valid_bits_per_dim"] = bits_per_dim(out["valid_elbo"], self.pixel_dims)
+        return out
 
     # ------------------------------------------------------------ checkpoints
     def checkpoint(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -444,7 +458,8 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
     if world is not None and world.local_rank != 0:
         world.barrier()  # local rank 0 downloads (if it must) while the others wait
     splits = load_dataset(graph.data.dataset, data_dir=data_dir if data_dir is not None else graph.data.data_dir,
-                          binarize=graph.data.binarize, validation=graph.data.validation, download=download)
+                          binarize=graph.data.binarize, validation=graph.data.validation, download=download,
+                          dequantize=graph.data.dequantize)
     if world is not None and world.local_rank == 0:
         world.barrier()
     check_data_matches(graph, splits)
@@ -507,7 +522,8 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
                     s.best_valid_elbo = s.valid_elbo
                 record = epoch_record(
                     epoch=s.epoch, step=s.step, phase=summary["phase"], beta=summary["beta"], lr=summary["lr"],
-                    **{k: summary[k] for k in ("train_elbo", "train_loss", "train_log_likelihood", "train_kl", "kl_per_latent")},
+                    **{k: summary[k] for k in ("train_elbo", "train_loss", "train_log_likelihood", "train_kl", "kl_per_latent",
+                                               "train_bits_per_dim") if k in summary},
                     **valid, nonfinite=summary["nonfinite"], nonfinite_total=s.nonfinite_total,
                     seconds=round(seconds, 3), steps_per_s=round(summary["steps"] / seconds, 2) if seconds > 0 else None,
                 )
@@ -549,6 +565,8 @@ def _epoch_line(r: dict[str, Any], total: int) -> str:
     parts = [f"epoch {r['epoch']:>{width}}/{total}", f"beta {r['beta']:.3g}", f"lr {r['lr']:.2e}",
              f"train elbo {_fmt(r.get('train_elbo'))}", f"kl {_fmt(r.get('train_kl'))}",
              f"valid elbo {_fmt(r.get('valid_elbo'))}"]
+    if r.get("valid_bits_per_dim") is not None or r.get("train_bits_per_dim") is not None:
+        parts.append(f"bits/dim train {_fmt(r.get('train_bits_per_dim'), '.3f')} valid {_fmt(r.get('valid_bits_per_dim'), '.3f')}")
     if r.get("nonfinite"):
         parts.append(f"skipped {r['nonfinite']} non-finite steps")
     parts.append(f"{r['seconds']:.1f} s")

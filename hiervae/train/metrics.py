@@ -16,7 +16,9 @@ line; other commands may append their own kinds.  Each epoch line::
 
 ``epoch`` counts completed epochs (1-based); ELBO, log-likelihood and KL are nats per
 data point, with beta = 1 (the true ELBO); ``train_loss`` is the objective actually
-minimised (annealed, with free bits).
+minimised (annealed, with free bits).  With 8-bit images dequantised to [0, 1]^D
+(``data.dequantize: uniform``) the lines also hold ``train_bits_per_dim`` and
+``valid_bits_per_dim``, the ELBOs as ``-(elbo - D log 256) / (D log 2)``.
 """
 
 from __future__ import annotations
