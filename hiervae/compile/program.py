@@ -27,8 +27,7 @@ from torch import nn
 import hiervae.nn  # noqa: F401  (registers the families and transforms)
 from hiervae.errors import SpecError
 from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
-from hiervae.nn import FAMILIES, MLP, TRANSFORMS
-from hiervae.nn.resnet import ResNetEncoder
+from hiervae.nn import FAMILIES, MLP, TRANSFORMS, ResNetEncoder
 from hiervae.spec.schema import NetworkSpec
 
 # spec network keys -> constructor options of registered classes
