@@ -27,12 +27,17 @@ from torch import nn
 import hiervae.nn  # noqa: F401  (registers the families and transforms)
 from hiervae.errors import SpecError
 from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
-from hiervae.nn import FAMILIES, MLP, TRANSFORMS
+from hiervae.nn import FAMILIES, MLP, TRANSFORMS, ResNetEncoder
 from hiervae.spec.schema import NetworkSpec
 
 # spec network keys -> constructor options of registered classes
 _NET_KEYS = {"mlp": "hidden", "activation": "activation", "out_activation": "out_activation",
-             "batch_norm": "batch_norm", "dropout": "dropout", "separate": "separate_networks"}
+             "batch_norm": "batch_norm", "dropout": "dropout", "separate": "separate_networks",
+             "resnet": "resnet", "scale": "scale", "kernel": "kernel"}
+# constructor options the compiler fills from the graph, never written in a spec:
+# the observed node's shape (image decoders) and the evidence slice of a guide
+# factor's context (residual variational layers)
+_FILLED = ("event_shape", "evidence")
 
 
 def module_options(cls: type, net: NetworkSpec | None, options: Mapping[str, Any], where) -> dict[str, Any]:
@@ -40,9 +45,15 @@ def module_options(cls: type, net: NetworkSpec | None, options: Mapping[str, Any
 
     Network keys the class does not take are ignored only when they come from a shared
     template; explicit ``options`` must all be known (a typo is an error at its line).
+    A convolutional (``resnet``) network is an error for a class that has no
+    convolutional variant (silently building an MLP instead would be worse).
     """
-    _require_mlp(net, where)
     accepted = cls.options()
+    if net is not None and net.resnet is not None:
+        _check_resnet(net, where)
+        if "resnet" not in accepted:
+            raise SpecError(f"{cls.__name__} takes no convolutional (resnet) network; resnet networks are for "
+                            "evidence encoders of image-shaped observed nodes and the bernoulli decoder", where)
     renames = getattr(cls, "net_keys", _NET_KEYS)
     config: dict[str, Any] = {}
     if net is not None:
@@ -50,30 +61,51 @@ def module_options(cls: type, net: NetworkSpec | None, options: Mapping[str, Any
             name = renames.get(key, key)
             if name in accepted:
                 config[name] = tuple(value) if isinstance(value, list) else value
-    unknown = sorted(set(options) - set(accepted))
+    unknown = sorted(set(options) - set(accepted) | set(options) & set(_FILLED))
     if unknown:
-        raise SpecError(f"unknown option(s) {', '.join(unknown)} for {cls.__name__} (known: {', '.join(accepted) or 'none'})", where)
+        known = [k for k in accepted if k not in _FILLED]
+        raise SpecError(f"unknown option(s) {', '.join(unknown)} for {cls.__name__} (known: {', '.join(known) or 'none'})", where)
     config.update(options)
     return config
 
 
-def _build(registry, name: str, dim: int, context: int, net, options, where) -> nn.Module:
+def _build(registry, name: str, dim: int, context: int, net, options, where, filled: Mapping[str, Any] | None = None) -> nn.Module:
+    """The registered module ``name``; ``filled`` are compiler-known options (see ``_FILLED``)
+    passed to the classes that take them.  A constructor's ValueError (a shape or option it
+    cannot build) becomes a SpecError at the spec line."""
     try:
         cls = registry.get(name)
     except KeyError:
         raise SpecError(f"{name!r} is declared but not implemented by the compiler yet (implemented: {', '.join(registry.names())})", where) from None
-    return cls.from_config(dim, context, module_options(cls, net, options, where))
+    config = module_options(cls, net, options, where)
+    accepted = cls.options()
+    config.update({k: v for k, v in (filled or {}).items() if k in accepted})
+    try:
+        return cls.from_config(dim, context, config)
+    except ValueError as err:
+        raise SpecError(f"{name}: {err}", where) from None
 
 
-def _require_mlp(net: NetworkSpec | None, where) -> None:
-    if net is not None and net.resnet is not None:
-        raise SpecError("convolutional (resnet) networks are declared but not compiled yet; use an mlp network", where)
+def _check_resnet(net: NetworkSpec, where) -> None:
+    if net.mlp is not None:
+        raise SpecError("a network is either convolutional (resnet) or an mlp, not both", where)
 
 
-def _encoder(net: NetworkSpec, in_features: int, where) -> MLP:
-    _require_mlp(net, where)
-    return MLP(in_features, tuple(net.mlp or ()), net.out, activation=net.activation or "relu",
-               out_activation=net.out_activation, batch_norm=bool(net.batch_norm), dropout=net.dropout or 0.0)
+def _encoder(net: NetworkSpec, node: ModelNode, where) -> nn.Module:
+    """An encoder of one guide input: an MLP, or a ResNet for an image-shaped observed node."""
+    if net.resnet is None:
+        return MLP(node.dim, tuple(net.mlp or ()), net.out, activation=net.activation or "relu",
+                   out_activation=net.out_activation, batch_norm=bool(net.batch_norm), dropout=net.dropout or 0.0)
+    _check_resnet(net, where)
+    if node.kind != OBSERVED or len(node.shape) not in (2, 3):
+        raise SpecError(f"a resnet encoder needs an image-shaped observed node ([C, H, W] or [H, W]); "
+                        f"{node.name!r} is {node.kind} with shape {list(node.shape)}", where)
+    try:
+        return ResNetEncoder(node.shape, tuple(net.resnet), net.out, kernel=net.kernel or 3, scale=net.scale,
+                             activation=net.activation or "relu", out_activation=net.out_activation,
+                             batch_norm=bool(net.batch_norm))
+    except ValueError as err:
+        raise SpecError(f"encoder of {node.name}: {err}", where) from None
 
 
 def _cat(parts: list[torch.Tensor]) -> torch.Tensor | None:
@@ -91,10 +123,14 @@ class GuideFactorModule(nn.Module):
     def __init__(self, graph: ModelGraph, factor: GuideFactor):
         super().__init__()
         self.inputs = list(factor.given)
-        self.encoders = nn.ModuleDict({g: _encoder(net, graph.nodes[g].dim, factor.location) for g, net in factor.encoders.items()})
-        features = sum(self.encoders[g].out_features if g in self.encoders else graph.nodes[g].dim for g in self.inputs)
+        self.encoders = nn.ModuleDict({g: _encoder(net, graph.nodes[g], factor.location) for g, net in factor.encoders.items()})
+        sizes = [self.encoders[g].out_features if g in self.encoders else graph.nodes[g].dim for g in self.inputs]
+        # the evidence: the context slice of the (one) observed input, for families that
+        # treat it apart from the latent stream (residual variational layer)
+        filled = {"evidence": (sum(sizes[:i]), sum(sizes[:i + 1]))
+                  for i, g in enumerate(self.inputs) if graph.nodes[g].kind == OBSERVED}
         node = graph.nodes[factor.latent]
-        self.family = _build(FAMILIES, factor.family, node.dim, features, factor.net, factor.options, factor.location)
+        self.family = _build(FAMILIES, factor.family, node.dim, sum(sizes), factor.net, factor.options, factor.location, filled)
         self.merge = factor.merge
 
     def context(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
@@ -111,7 +147,8 @@ class Program(nn.Module):
         for node in graph.nodes.values():
             context = sum(graph.nodes[p].dim for p in node.conditioners)
             registry = TRANSFORMS if node.kind == TRANSFORM else FAMILIES
-            self.sites[node.name] = _build(registry, node.family, node.dim, context, node.net, node.options, node.location)
+            self.sites[node.name] = _build(registry, node.family, node.dim, context, node.net, node.options, node.location,
+                                           {"event_shape": node.shape})
         self.factors = nn.ModuleDict({f.latent: GuideFactorModule(graph, f) for f in graph.guide})
         # what each transform is applied to: its bijective input, or h_prev for a residual node
         self.transform_inputs = {n: transform_input(graph, n) for n in graph.transforms}

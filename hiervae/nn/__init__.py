@@ -3,12 +3,16 @@
 Registries (names usable in specs):
 
 * ``FAMILIES`` (distribution of a stochastic layer's ``eps``): ``normal``
-  (:class:`DiagonalGaussianHead`), ``std_normal`` (:class:`StandardNormal`), ``iaf``
+  (:class:`DiagonalGaussianHead`; ``residual=True`` makes it the ResNet SeRe-VAE's residual
+  variational layer, :class:`ResidualParamNet`), ``std_normal`` (:class:`StandardNormal`), ``iaf``
   (:class:`ConditionalIAF`, a guide family: no closed-form KL).
 * ``TRANSFORMS`` (shared bijector ``z = f(eps | context)``): ``affine_lowrank``
   (:class:`AffineLowRank`), ``affine_diag`` (:class:`AffineDiag`, the same with
   ``rank`` pinned to 0).
-* likelihood families in ``FAMILIES`` too: ``bernoulli`` (:class:`BernoulliDecoder`).
+* likelihood families in ``FAMILIES`` too: ``bernoulli`` (:class:`BernoulliDecoder`, an MLP or
+  a transposed-convolution :class:`ResNetDecoder`).
+* not registered, built by the compiler for ``encoders:``: :class:`MLP` and, for image-shaped
+  observed nodes, :class:`ResNetEncoder`.
 * ``ACTIVATIONS``: names accepted by every ``activation``/``out_activation`` option.
 
 Uniform contract of registered classes (see :class:`Configurable`)::
@@ -38,6 +42,8 @@ from hiervae.nn.gaussian import (
 from hiervae.nn.likelihoods import BernoulliDecoder
 from hiervae.nn.mlp import ACTIVATIONS, MLP, ParamNet, make_activation
 from hiervae.nn.registry import FAMILIES, TRANSFORMS, Configurable
+from hiervae.nn.residual_layer import ResidualParamNet
+from hiervae.nn.resnet import ResidualBlock, ResNetDecoder, ResNetEncoder
 
 __all__ = [
     "ACTIVATIONS",
@@ -53,6 +59,10 @@ __all__ = [
     "DiagonalGaussianHead",
     "LowRankAffineTransform",
     "ParamNet",
+    "ResNetDecoder",
+    "ResNetEncoder",
+    "ResidualBlock",
+    "ResidualParamNet",
     "StandardNormal",
     "diag_normal",
     "make_activation",

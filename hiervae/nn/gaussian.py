@@ -23,6 +23,7 @@ from torch import nn
 
 from hiervae.nn.mlp import ParamNet
 from hiervae.nn.registry import FAMILIES, Configurable
+from hiervae.nn.residual_layer import ResidualParamNet
 
 VARIANCE_FLOOR = 1e-4
 
@@ -67,6 +68,12 @@ class DiagonalGaussianHead(Configurable, ConditionalDistribution, nn.Module):
     learned constants, starting at N(0, I).  ``forward`` maps context
     ``(..., context_features)`` (or ``None`` at the root) to ``(loc, scale)``, each
     ``(..., dim)``; ``condition`` wraps them in :func:`diag_normal`.
+
+    ``residual=True`` is the residual variational layer of the ResNet SeRe-VAE (appendix
+    8): each parameter network becomes a :class:`ResidualParamNet`,
+    ``phi_1(u) + r(e, h(u))``, with ``h`` of ``max(1, dim // 3)`` features.  It needs
+    ``evidence = (start, stop)``, the slice of the context holding the evidence
+    features, which the compiler fills for guide factors given an observed node.
     """
 
     def __init__(
@@ -80,8 +87,12 @@ class DiagonalGaussianHead(Configurable, ConditionalDistribution, nn.Module):
         dropout: float = 0.0,
         separate_networks: bool = True,
         variance_floor: float = VARIANCE_FLOOR,
+        residual: bool = False,
+        evidence: tuple[int, int] | None = None,
     ):
         super().__init__()
+        if residual and evidence is None:
+            raise ValueError("residual: true needs evidence in the context: use it on a guide factor given an observed node")
         self.dim = dim
         self.context_features = context_features
         self.variance_floor = variance_floor
@@ -89,7 +100,12 @@ class DiagonalGaussianHead(Configurable, ConditionalDistribution, nn.Module):
                    batch_norm=batch_norm, dropout=dropout)
         loc0, raw0 = torch.zeros(dim), torch.full((dim,), raw_of_one(variance_floor))
         inits = [loc0, raw0] if separate_networks else [torch.cat([loc0, raw0])]
-        self.nets = nn.ModuleList(ParamNet(context_features, init, **mlp) for init in inits)
+        if residual:
+            hidden_features = max(1, dim // 3)
+            nets = [ResidualParamNet(context_features, tuple(evidence), init, hidden_features, **mlp) for init in inits]
+        else:
+            nets = [ParamNet(context_features, init, **mlp) for init in inits]
+        self.nets = nn.ModuleList(nets)
 
     def forward(self, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         loc, raw = torch.cat([net(context) for net in self.nets], -1).split(self.dim, -1)

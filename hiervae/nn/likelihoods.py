@@ -16,11 +16,19 @@ from torch import nn
 
 from hiervae.nn.mlp import ParamNet
 from hiervae.nn.registry import FAMILIES, Configurable
+from hiervae.nn.resnet import ResNetDecoder
 
 
 @FAMILIES.register("bernoulli")
 class BernoulliDecoder(Configurable, ConditionalDistribution, nn.Module):
-    """Independent Bernoulli pixels with logits from an MLP of the context (Table 5 decoder)."""
+    """Independent Bernoulli pixels with logits from a network of the context.
+
+    The logit network is an MLP (Table 5 decoder), or, with ``resnet`` filters, the
+    transposed-convolution :class:`~hiervae.nn.resnet.ResNetDecoder` of Table 6, which
+    needs the image's ``event_shape`` (``[C, H, W]`` or ``[H, W]``; the compiler passes
+    the observed node's shape).  Without a context the logits are learned constants
+    (starting at 0) whatever the network.  Logits are flat ``(..., dim)`` either way.
+    """
 
     def __init__(
         self,
@@ -30,12 +38,21 @@ class BernoulliDecoder(Configurable, ConditionalDistribution, nn.Module):
         activation: str = "relu",
         batch_norm: bool = False,
         dropout: float = 0.0,
+        resnet: Sequence[int] | None = None,
+        scale: str | None = None,
+        kernel: int = 3,
+        event_shape: Sequence[int] | None = None,
     ):
         super().__init__()
         self.dim = dim
-        # logits: an MLP of the context, or learned constants (starting at 0) without one
-        self.net = ParamNet(context_features, torch.zeros(dim), hidden=tuple(hidden), activation=activation,
-                            batch_norm=batch_norm, dropout=dropout)
+        if resnet and context_features:
+            if event_shape is None:
+                raise ValueError("a resnet decoder needs the image shape (event_shape)")
+            self.net = ResNetDecoder(context_features, event_shape, tuple(resnet), kernel=kernel, scale=scale,
+                                     activation=activation, batch_norm=batch_norm)
+        else:
+            self.net = ParamNet(context_features, torch.zeros(dim), hidden=tuple(hidden), activation=activation,
+                                batch_norm=batch_norm, dropout=dropout)
 
     def logits(self, context: torch.Tensor | None) -> torch.Tensor:
         return self.net(context)
