@@ -25,15 +25,21 @@ import torch
 from pyro import poutine
 
 from hiervae.compile.program import Program
+from hiervae.nn.fold import folded_batch_norm
 
 
 @contextlib.contextmanager
-def inference_mode(program: Program) -> Iterator[Program]:
-    """``program`` in eval mode under ``torch.no_grad``; the training flag is restored."""
+def inference_mode(program: Program, fold: bool = True) -> Iterator[Program]:
+    """``program`` in eval mode under ``torch.no_grad``; the training flag is restored.
+
+    ``fold``: eval-mode BatchNorm layers are folded into the Linear that follows them
+    for the duration (:func:`hiervae.nn.fold.folded_batch_norm`; same function to
+    float round-off, no separate normalisation pass; the parameters are untouched).
+    """
     was_training = program.training
     program.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), (folded_batch_norm(program) if fold else contextlib.nullcontext()):
             yield program
     finally:
         program.train(was_training)
