@@ -51,6 +51,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from reference_sere_vae import MLP as RefMLP  # noqa: E402
 from reference_sere_vae import SeReVAE, count_parameters, load_from_program, positive  # noqa: E402
 
 from hiervae.compile import compile_graph  # noqa: E402
@@ -58,6 +59,7 @@ from hiervae.evaluate import iw_log_likelihood  # noqa: E402
 from hiervae.evaluate.iw import inference_mode  # noqa: E402
 from hiervae.graph import build_graph  # noqa: E402
 from hiervae.nn.fold import folded_batch_norm  # noqa: E402
+from hiervae.nn.precision import network_precision  # noqa: E402
 from hiervae.spec import load_spec  # noqa: E402
 
 LOG_2PI = math.log(2 * math.pi)
@@ -224,6 +226,8 @@ def main(argv=None) -> dict:
                         help="also time the hand-written IW of benchmarks/reference_sere_vae.py")
     parser.add_argument("--fold", action=argparse.BooleanOptionalAction, default=True,
                         help="fold eval-mode BatchNorm into the next Linear (both sides)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: the networks' matmuls in bf16, log densities float32 (both sides)")
     parser.add_argument("--full-test", action="store_true", help="also time IW over the whole test split")
     parser.add_argument("--full-batch", type=int, default=None, help="points per batch for --full-test (default --points)")
     parser.add_argument("--seed", type=int, default=0)
@@ -245,7 +249,7 @@ def main(argv=None) -> dict:
         g = torch.Generator().manual_seed(args.seed + 1)
         x = torch.bernoulli(torch.full((args.points, dim), 0.3), generator=g).to(device)
 
-    hiervae = lambda xx, k=args.samples, c=chunk: iw_log_likelihood(program, xx, k, c)  # noqa: E731
+    hiervae = lambda xx, k=args.samples, c=chunk: iw_log_likelihood(program, xx, k, c, args.precision)  # noqa: E731
     sides = {"hiervae": hiervae}
     ref = None
     if args.reference:
@@ -254,9 +258,11 @@ def main(argv=None) -> dict:
         except (ValueError, AttributeError, KeyError, IndexError) as err:  # not the reference's architecture
             print(f"no reference comparison: {err}", file=sys.stderr)
     ref_fold = folded_batch_norm(ref) if ref is not None and args.fold else contextlib.nullcontext()
+    ref_precision = (network_precision(ref, args.precision, device.type, networks=(RefMLP,))
+                     if ref is not None else contextlib.nullcontext())
     fold_ctx = inference_mode(program, fold=args.fold)  # held open: iw_log_likelihood then folds nothing more
 
-    with fold_ctx, ref_fold:
+    with fold_ctx, ref_fold, ref_precision:
         if ref is not None:
             sides["reference"] = lambda xx, k=args.samples, c=chunk: reference_iw(ref, xx, k, c)
         for fn in sides.values():  # warm-up
@@ -326,7 +332,7 @@ def print_table(r: dict) -> None:
     c = r["config"]
     print(f"IW speed: {Path(c['spec']).name if not c['run'] else c['run']}, {r['parameters']:,} parameters, "
           f"{c['points']} points x {c['samples']} samples, chunk {c['chunk']}, device {c['device']}, "
-          f"{r['env']['threads']} thread(s), BatchNorm folded: {c['fold']}")
+          f"{r['env']['threads']} thread(s), BatchNorm folded: {c['fold']}, precision {c['precision']}")
     for name, s in r["seconds"].items():
         print(f"  {name:10s} {s['median']:8.2f} s (median of {len(s['all'])}: {', '.join(f'{v:.2f}' for v in s['all'])})")
     if r["ratio_hiervae_over_reference"] is not None:

@@ -41,14 +41,18 @@ def _to_float32(module: nn.Module, inputs, output):
 
 
 @contextlib.contextmanager
-def network_precision(module: nn.Module, precision: str, device_type: str) -> Iterator[None]:
-    """Run ``module``'s networks in ``precision`` (``fp32`` or ``bf16``) inside the block."""
+def network_precision(module: nn.Module, precision: str, device_type: str,
+                      networks: tuple[type, ...] | None = None) -> Iterator[None]:
+    """Run ``module``'s networks in ``precision`` (``fp32`` or ``bf16``) inside the block.
+
+    ``networks``: the module types whose outputs go back to float32 (default: hiervae's).
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp32":
         yield
         return
-    types = _network_types()
+    types = networks or _network_types()
     hooks = [m.register_forward_hook(_to_float32) for m in module.modules() if isinstance(m, types)]
     try:
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
