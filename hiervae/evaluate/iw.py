@@ -36,11 +36,15 @@ def inference_mode(program: Program, fold: bool = True) -> Iterator[Program]:
     ``fold``: eval-mode BatchNorm layers are folded into the Linear that follows them
     for the duration (:func:`hiervae.nn.fold.folded_batch_norm`; same function to
     float round-off, no separate normalisation pass; the parameters are untouched).
+    Pyro's argument validation is off, as in ``fit``: the distributions' parameters
+    come from the networks, and each check is a host sync (``bool`` of a device
+    tensor), hundreds per chunk, which would serialise a GPU.
     """
     was_training = program.training
     program.eval()
     try:
-        with torch.no_grad(), (folded_batch_norm(program) if fold else contextlib.nullcontext()):
+        with torch.no_grad(), pyro.validation_enabled(False), \
+                (folded_batch_norm(program) if fold else contextlib.nullcontext()):
             yield program
     finally:
         program.train(was_training)

@@ -25,3 +25,17 @@ def test_eval_bf16_iw_is_close_to_fp32(quickstart_path):
     assert (bf16 - fp32).abs().max() < 0.5 and (bf16 - fp32).mean().abs() < 0.1
     with pytest.raises(ValueError, match="precision"):
         iw_log_likelihood(program, x, samples=2, precision="fp16")
+
+
+def test_eval_iw_makes_no_host_sync(quickstart_path, forbid_syncs):
+    """The chunk loop of IW never waits for the device (a sync per chunk would serialise a GPU)."""
+    graph = load_graph(quickstart_path, ["networks.gauss.batch_norm=true", "networks.decoder.batch_norm=true"])
+    program = compile_graph(graph)
+    x = torch.bernoulli(torch.full((8, 64), 0.4))
+    assert pyro.poutine.util.is_validation_enabled()  # Pyro's default: IW turns it off itself
+    forbid_syncs["on"] = True
+    try:
+        est = iw_log_likelihood(program, x, samples=30, chunk=7)
+    finally:
+        forbid_syncs["on"] = False
+    assert torch.isfinite(est).all()

@@ -19,36 +19,12 @@ from hiervae.train.metrics import EpochStats
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "specs" / "quickstart.yaml"
 
-# Every way a tensor's value reaches Python (on a GPU: a wait for the device).
-SYNCS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__", "__array__")
-
-
 def trainer(overrides=(), seed=0) -> Trainer:
     graph = load_graph(QUICKSTART, list(overrides))
     splits = load_dataset("digits", validation=graph.data.validation).place("cpu")
     pyro.set_rng_seed(seed)
     program = compile_graph(graph)
     return Trainer(program, graph, splits, device=torch.device("cpu"), analytic_kl=select_analytic_kl(graph))
-
-
-@pytest.fixture
-def forbid_syncs(monkeypatch):
-    """Make every host sync raise while a flag is set (set it only around the steps)."""
-    state = {"on": False}
-
-    def patch(name):
-        original = getattr(torch.Tensor, name)
-
-        def guarded(self, *args, **kwargs):
-            if state["on"]:
-                raise AssertionError(f"host sync in the training step: Tensor.{name}")
-            return original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, guarded)
-
-    for name in SYNCS:
-        patch(name)
-    return state
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
