@@ -56,7 +56,6 @@ from reference_sere_vae import SeReVAE, count_parameters, load_from_program, pos
 
 from hiervae.compile import compile_graph  # noqa: E402
 from hiervae.evaluate import iw_log_likelihood  # noqa: E402
-from hiervae.evaluate.iw import inference_mode  # noqa: E402
 from hiervae.graph import build_graph  # noqa: E402
 from hiervae.nn.fold import folded_batch_norm  # noqa: E402
 from hiervae.nn.precision import network_precision  # noqa: E402
@@ -184,6 +183,42 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
+VARIANTS = {  # name -> (precision, fold)
+    "fp32, BatchNorm folded": ("fp32", True),
+    "fp32, BatchNorm unfolded": ("fp32", False),
+    "bf16, BatchNorm folded": ("bf16", True),
+}
+
+
+def compare_variants(args, hiervae, x, device) -> dict:
+    """Interleaved timings of :data:`VARIANTS` (order reversed every other round), each
+    with the same seed per round; ratios of adjacent timings to the first variant, and
+    each variant's mean estimate minus the first's (same particles up to round-off)."""
+    names = list(VARIANTS)
+    seconds = {n: [] for n in names}
+    ratios = {n: [] for n in names[1:]}
+    shift = {n: [] for n in names[1:]}
+    for r in range(args.repeats):
+        got = {}
+        for name in (names if r % 2 == 0 else names[::-1]):
+            precision, fold = VARIANTS[name]
+            pyro.set_rng_seed(args.seed + 100 + r)
+            out = {}
+            seconds[name].append(timed(lambda: out.setdefault("v", hiervae(x, precision=precision, fold=fold)), device))
+            got[name] = out["v"].double()
+        for n in names[1:]:
+            ratios[n].append(seconds[n][-1] / seconds[names[0]][-1])
+            shift[n].append((got[n] - got[names[0]]).mean().item())
+        print(f"compare round {r + 1}/{args.repeats}: " + ", ".join(f"{n} {seconds[n][-1]:.2f} s" for n in names),
+              file=sys.stderr, flush=True)
+    return {
+        "seconds": {n: {"median": round(statistics.median(v), 3), "all": [round(t, 3) for t in v]} for n, v in seconds.items()},
+        "time_ratio_to_first": {n: {"median": round(statistics.median(v), 3), "all": [round(t, 3) for t in v]}
+                                for n, v in ratios.items()},
+        "mean_estimate_shift_nats": {n: [round(d, 4) for d in v] for n, v in shift.items()},
+    }
+
+
 def load_program(args, device: torch.device):
     """(program, test images or None): the spec's program, or a trained run's."""
     if args.run:
@@ -228,6 +263,8 @@ def main(argv=None) -> dict:
                         help="fold eval-mode BatchNorm into the next Linear (both sides)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="bf16: the networks' matmuls in bf16, log densities float32 (both sides)")
+    parser.add_argument("--compare", action="store_true",
+                        help="also time the variants fp32 folded / fp32 unfolded / bf16 folded interleaved, as ratios")
     parser.add_argument("--full-test", action="store_true", help="also time IW over the whole test split")
     parser.add_argument("--full-batch", type=int, default=None, help="points per batch for --full-test (default --points)")
     parser.add_argument("--seed", type=int, default=0)
@@ -249,7 +286,9 @@ def main(argv=None) -> dict:
         g = torch.Generator().manual_seed(args.seed + 1)
         x = torch.bernoulli(torch.full((args.points, dim), 0.3), generator=g).to(device)
 
-    hiervae = lambda xx, k=args.samples, c=chunk: iw_log_likelihood(program, xx, k, c, args.precision)  # noqa: E731
+    def hiervae(xx, k=args.samples, c=chunk, precision=args.precision, fold=args.fold):
+        return iw_log_likelihood(program, xx, k, c, precision=precision, fold=fold)
+
     sides = {"hiervae": hiervae}
     ref = None
     if args.reference:
@@ -260,9 +299,8 @@ def main(argv=None) -> dict:
     ref_fold = folded_batch_norm(ref) if ref is not None and args.fold else contextlib.nullcontext()
     ref_precision = (network_precision(ref, args.precision, device.type, networks=(RefMLP,))
                      if ref is not None else contextlib.nullcontext())
-    fold_ctx = inference_mode(program, fold=args.fold)  # held open: iw_log_likelihood then folds nothing more
 
-    with fold_ctx, ref_fold, ref_precision:
+    with ref_fold, ref_precision:
         if ref is not None:
             sides["reference"] = lambda xx, k=args.samples, c=chunk: reference_iw(ref, xx, k, c)
         for fn in sides.values():  # warm-up
@@ -280,6 +318,8 @@ def main(argv=None) -> dict:
         max_diff = None
         if ref is not None:
             max_diff = max((e["hiervae"] - e["reference"]).abs().max().item() for e in estimates.values())
+
+        compare = compare_variants(args, hiervae, x, device) if args.compare else None
 
         memory = []
         if device.type == "cpu" and not rss_tracks_live_memory():
@@ -318,6 +358,7 @@ def main(argv=None) -> dict:
         "max_abs_diff_hiervae_vs_reference": max_diff,
         "per_point_ms": round(1e3 * per_point, 3),
         "test_set_10000_extrapolated_s": round(per_point * 10000, 1),
+        "compare": compare,
         "peak_memory": memory,
         "full_test": full,
     }
@@ -339,6 +380,15 @@ def print_table(r: dict) -> None:
         print(f"  time ratio hiervae / reference {r['ratio_hiervae_over_reference']:.3f}; "
               f"same-seed estimates differ by at most {r['max_abs_diff_hiervae_vs_reference']:.2e} nats")
     print(f"  per point {r['per_point_ms']:.2f} ms; 10000 points extrapolated: {r['test_set_10000_extrapolated_s']:.0f} s")
+    if r["compare"]:
+        first = next(iter(r["compare"]["seconds"]))
+        print(f"  variants, interleaved ({len(r['compare']['seconds'][first]['all'])} rounds):")
+        for name, s in r["compare"]["seconds"].items():
+            ratio = r["compare"]["time_ratio_to_first"].get(name)
+            shift = r["compare"]["mean_estimate_shift_nats"].get(name)
+            extra = "" if ratio is None else (f"  time ratio to {first!r} {ratio['median']:.3f}; "
+                                              f"mean estimate shift {', '.join(f'{d:+.4f}' for d in shift)} nats")
+            print(f"    {name:26s} {s['median']:8.2f} s{extra}")
     if r["peak_memory"]:
         print(f"  {'chunk':>6s} {'peak MiB':>9s} {'seconds':>8s}")
         for m in r["peak_memory"]:

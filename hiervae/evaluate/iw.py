@@ -88,7 +88,7 @@ def log_weights(program: Program, x: torch.Tensor, particles: int) -> torch.Tens
 
 
 def iw_log_likelihood(program: Program, x: torch.Tensor, samples: int = 1000, chunk: int = 100,
-                      precision: str = "fp32") -> torch.Tensor:
+                      precision: str = "fp32", fold: bool = True) -> torch.Tensor:
     """Per-data-point importance-weighted estimate of ``log p(x)`` with ``samples`` particles: ``(B,)``.
 
     Particles are drawn ``chunk`` at a time (the last chunk may be smaller) and
@@ -96,10 +96,12 @@ def iw_log_likelihood(program: Program, x: torch.Tensor, samples: int = 1000, ch
     ``precision="bf16"`` runs the networks' matmuls in bf16 with the log densities in
     float32 (:mod:`hiervae.nn.precision`): about twice as fast on a CPU with AVX512-BF16,
     not the default (``hiervae eval`` reports fp32; see docs/performance_eval.md).
+    ``fold``: BatchNorm folded into the next Linear (:func:`inference_mode`); ``False``
+    only has an effect outside an enclosing folded ``inference_mode``.
     """
     if samples < 1 or chunk < 1:
         raise ValueError(f"samples and chunk must be positive, got {samples} and {chunk}")
-    with inference_mode(program), network_precision(program, precision, x.device.type):
+    with inference_mode(program, fold), network_precision(program, precision, x.device.type):
         acc = torch.full((x.shape[0],), -math.inf, dtype=torch.float64, device=x.device)
         done = 0
         while done < samples:

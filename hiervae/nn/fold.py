@@ -51,7 +51,9 @@ def fold_linear(bn: nn.BatchNorm1d, linear: nn.Linear) -> nn.Linear:
     shift = beta - mean * scale
     w = linear.weight.to(f64)
     b = linear.bias.to(f64) if linear.bias is not None else torch.zeros(w.shape[0], dtype=f64, device=w.device)
-    out = nn.Linear(linear.in_features, linear.out_features, device=w.device, dtype=linear.weight.dtype)
+    # skip_init: no random initialisation, which would advance the global RNG and so change
+    # the particles an evaluation draws after folding (a seeded run must not depend on folding)
+    out = nn.utils.skip_init(nn.Linear, linear.in_features, linear.out_features, device=w.device, dtype=linear.weight.dtype)
     out.weight.copy_(w * scale)
     out.bias.copy_(b + w @ shift)
     out.requires_grad_(False)

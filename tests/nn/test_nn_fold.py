@@ -69,6 +69,16 @@ def test_folded_mlp_equals_eval_mlp_and_is_restored_exactly(dtype):
     assert torch.equal(mlp(x), expected)
 
 
+def test_folding_does_not_touch_the_random_stream():
+    """A seeded evaluation must draw the same particles whether or not it folds."""
+    mlp = MLP(6, [16], 3, batch_norm=True).eval()
+    torch.manual_seed(4)
+    state = torch.get_rng_state()
+    with folded_batch_norm(mlp) as n:
+        assert n == 2
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_fold_refuses_training_mode_and_skips_what_is_not_foldable():
     mlp = MLP(4, [8], 2, batch_norm=True)
     with pytest.raises(ValueError, match="eval mode"):
@@ -96,9 +106,9 @@ def test_folded_program_gives_the_same_log_weights(dtype):
         assert sum(isinstance(m, nn.BatchNorm1d) for m in program.modules()) == n_bn
         pyro.set_rng_seed(3)
         plain = log_weights(program, x, 17)
+    pyro.set_rng_seed(3)  # seeded before folding: folding must not move the random stream
     with inference_mode(program):  # folds by default
         assert not any(isinstance(m, nn.BatchNorm1d) for m in program.modules())
-        pyro.set_rng_seed(3)
         folded = log_weights(program, x, 17)
     assert sum(isinstance(m, nn.BatchNorm1d) for m in program.modules()) == n_bn
     assert program.training  # compile_graph's default mode is restored
