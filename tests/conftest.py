@@ -105,3 +105,31 @@ def fake_cifar10(tmp_path, monkeypatch):
         digests[name] = hashlib.md5(blob).hexdigest()
     monkeypatch.setattr(cifar10, "BATCH_MD5", digests)
     return folder.parent
+
+
+# Every way a tensor's value reaches Python (on a GPU: a wait for the device).
+HOST_SYNCS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__", "__array__")
+
+
+@pytest.fixture
+def forbid_syncs(monkeypatch):
+    """``state["on"] = True`` makes every host sync (:data:`HOST_SYNCS`) raise an AssertionError.
+
+    Set it only around the code under test: a sync added there later fails the test,
+    on CPU, without a GPU to profile.
+    """
+    state = {"on": False}
+
+    def patch(name):
+        original = getattr(torch.Tensor, name)
+
+        def guarded(self, *args, **kwargs):
+            if state["on"]:
+                raise AssertionError(f"host sync: Tensor.{name}")
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, guarded)
+
+    for name in HOST_SYNCS:
+        patch(name)
+    return state

@@ -27,6 +27,14 @@ size.  (CPU and CUDA generators differ, so binarised values match only on the sa
 device type.)  Dequantisation (``dequantize=True``: pixels ``k / 255`` become
 ``(k + u) / 256``, :func:`hiervae.data.dequantize.dequantize`) draws its uniform
 noise ``u`` the same way, from its own stream of seeds.
+
+Where the data lives (``device``): batches are delivered on ``device`` (default: the
+data's).  Data resident there (MNIST on a GPU, see :meth:`hiervae.data.DataSplits.place`)
+is batched with one ``index_select`` on the device.  Data left on the host (too big for
+the device) is gathered on the host, page-locked, and copied with ``non_blocking=True``,
+so the copy overlaps the previous step's kernels.  Either way the uniform noise of the
+binarisation is drawn on ``device`` and the batch order comes from the CPU generator,
+so batches are identical whether or not the data is resident.
 """
 
 from __future__ import annotations
@@ -44,6 +52,13 @@ _ORDER, _BERNOULLI, _UNIFORM = 0, 1, 2
 def _seed(*words: int) -> int:
     """A well-mixed 63-bit seed from non-negative integers (numpy's SeedSequence)."""
     return int(np.random.SeedSequence(list(words)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _full_device(device: torch.device) -> torch.device:
+    """``cuda`` -> ``cuda:<current>``, so it compares equal to the device of a tensor there."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 class Batches:
@@ -68,6 +83,7 @@ class Batches:
         dequantize: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        device: torch.device | str | None = None,
     ):
         if data.dim() < 1 or len(data) == 0:
             raise ValueError(f"Batches needs a non-empty tensor, got shape {tuple(data.shape)}")
@@ -80,6 +96,7 @@ class Batches:
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.shuffle, self.drop_last, self.binarize, self.dequantize = shuffle, drop_last, binarize, dequantize
         self.rank, self.world_size = rank, world_size
+        self.device = data.device if device is None else _full_device(torch.device(device))
         self.num_examples = len(data) // world_size  # per rank
         self._epoch = 0
 
@@ -116,11 +133,16 @@ class Batches:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
         idx = self.indices(epoch).to(self.data.device)
         n, b, w = len(self.data), self.batch_size, self.world_size
+        device = self.device
         for k in range(start_batch, len(self)):
             batch = self.data.index_select(0, idx[k * b : (k + 1) * b])
+            if batch.device != device:  # host-resident data: page-locked, asynchronous copy
+                if batch.device.type == "cpu" and device.type == "cuda" and not batch.is_pinned():
+                    batch = batch.pin_memory()
+                batch = batch.to(device, non_blocking=True)
             if self.binarize or self.dequantize:
                 size = min(b * w, n - k * b * w)  # the global batch, drawn whole on every rank
-                gen = torch.Generator(device=self.data.device)
+                gen = torch.Generator(device=device)
                 gen.manual_seed(_seed(self.seed, epoch, _BERNOULLI if self.binarize else _UNIFORM, k))
                 noise = torch.rand((size, *batch.shape[1:]), generator=gen, dtype=batch.dtype, device=batch.device)
                 start = self.rank * len(batch)

@@ -78,11 +78,55 @@ class DataSplits:
         fix = binarize_fixed if self.dynamic else dequantize_fixed
         return torch.from_numpy(fix(x.cpu().numpy(), EVAL_SEEDS["train"])).to(x.device)
 
+    _TENSORS = ("train", "valid", "test", "train_labels", "valid_labels", "test_labels")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all the split tensors (what :meth:`place` would move to a device)."""
+        return sum(t.numel() * t.element_size() for t in (getattr(self, k) for k in self._TENSORS) if t is not None)
+
     def to(self, device: torch.device | str) -> "DataSplits":
         """The same splits on ``device`` (e.g. the GPU, so batching never copies)."""
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return replace(self, **{k: move(getattr(self, k)) for k in
-                                ("train", "valid", "test", "train_labels", "valid_labels", "test_labels")})
+        return replace(self, **{k: move(getattr(self, k)) for k in self._TENSORS})
+
+    def place(self, device: torch.device | str) -> "DataSplits":
+        """The splits where a run on ``device`` should keep them (:func:`resident_on`):
+        all on the device when they fit, else in pinned host memory, from which each
+        batch is copied with ``non_blocking=True``."""
+        device = torch.device(device)
+        if resident_on(self.nbytes, device):
+            return self.to(device)
+        return replace(self, **{k: _pinned(getattr(self, k)) for k in self._TENSORS})
+
+
+DEVICE_DATA_FRACTION = 0.25  # data may take at most this share of the device's free memory
+
+
+def resident_on(nbytes: int, device: torch.device | str) -> bool:
+    """The rule for keeping a dataset on ``device``: always on the CPU; on a GPU when
+    ``nbytes`` is at most ``DEVICE_DATA_FRACTION`` of its free memory at the time of the
+    call, leaving the rest to the model, activations and the allocator.  (MNIST as
+    float32 is 220 MB: resident on any GPU with 1 GB free.)"""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_DATA_FRACTION * free
+
+
+def place_tensor(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """One tensor by the same rule as :meth:`DataSplits.place`."""
+    device = torch.device(device)
+    return t.to(device) if resident_on(t.numel() * t.element_size(), device) else _pinned(t)
+
+
+def _pinned(t: torch.Tensor | None) -> torch.Tensor | None:
+    """``t`` on the host, page-locked when CUDA is available (so copies can be asynchronous)."""
+    if t is None:
+        return None
+    t = t.cpu()
+    return t.pin_memory() if torch.cuda.is_available() and not t.is_pinned() else t
 
 
 def binarize_fixed(x: np.ndarray, seed: int) -> np.ndarray:

@@ -15,7 +15,12 @@
   unbiased variance over the split, accumulated in float64 batch by batch.
 
 Everything is batched with ``eval.batch_size`` examples and ``eval.chunk_size``
-particles at a time, so peak memory does not grow with the split or with ``K``.
+particles at a time, so peak memory does not grow with the split or with ``K``.  The
+split is copied to the program's device once when it fits there
+(:func:`hiervae.data.place_tensor`), else batches are copied asynchronously from pinned
+host memory.  Evaluation runs in float32 whatever ``train.precision`` says: the IW
+estimate is the reported number, and bf16 matmuls shift it by round-off that is not
+yet characterised well enough to report (docs/performance_eval.md).
 """
 
 from __future__ import annotations
@@ -160,6 +165,8 @@ def evaluate(
     """
     from tqdm import tqdm
 
+    from hiervae.data import place_tensor
+
     if isinstance(data, torch.Tensor):
         x_all = data
     else:  # DataSplits: the split as models are scored on it; any object with the split as attribute
@@ -171,6 +178,7 @@ def evaluate(
         raise ValueError(f"the {split} split is empty")
     K = importance_samples or eval_spec.importance_samples
     device = program_device(program)
+    x_all = place_tensor(x_all, device)  # one copy to the device where it fits, else pinned for async copies
     bs = eval_spec.batch_size
     start = time.perf_counter()
 
@@ -182,7 +190,7 @@ def evaluate(
     batches = range(0, n, bs)
     with inference_mode(program), tqdm(total=n, desc=f"eval {split}", unit="ex", disable=not progress, leave=False) as bar:
         for i in batches:
-            x = x_all[i : i + bs].to(device)
+            x = x_all[i : i + bs].to(device, non_blocking=True)
             iw.add(iw_log_likelihood(program, x, K, eval_spec.chunk_size)[:, None])
             terms = elbo_terms(program, x, analytic_kl=analytic_kl)
             elbo.add(terms.elbo[:, None])

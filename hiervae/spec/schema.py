@@ -159,6 +159,9 @@ class TrainSpec(_Strict):
     free_bits: float = Field(0.0, ge=0, description="nats per layer group below which KL is not penalised")
     elbo: Literal["auto", "mean_field", "trace"] = Field("auto", description="auto: analytic KL where `check` allows it")
     compile: bool = Field(False, description="torch.compile the training loss")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: the networks' matmuls under bf16 autocast, their outputs, the log densities, KL and "
+        "loss in float32, parameters and optimiser float32 (hiervae/nn/precision.py); evaluation stays fp32")
     max_nonfinite_steps: PositiveInt = Field(10, description="consecutive NaN/inf steps before stopping")
 
 

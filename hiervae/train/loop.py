@@ -8,6 +8,12 @@ the progress bar's refreshes), a step with a non-finite loss or gradient is skip
 on the device (fused Adam's ``found_inf``), and the run of consecutive skipped steps
 is checked every ``train.max_nonfinite_steps`` steps.
 
+Devices and precision: the data is kept on the device when it fits and batches are
+binarised there (:meth:`hiervae.data.DataSplits.place`, :class:`hiervae.data.Batches`);
+``train.precision: bf16`` runs the networks' matmuls under bf16 autocast with the
+objective in float32 (:mod:`hiervae.nn.precision`); validation stays fp32.  The step
+has no host syncs (``tests/train/test_train_device.py`` makes every sync raise).
+
 Determinism: everything is seeded from ``train.seed`` (``pyro.set_rng_seed``), batch
 order and dynamic binarisation come from :class:`hiervae.data.Batches` as functions of
 (seed, epoch), the checkpoint holds every RNG state, and validation runs on a forked
@@ -42,6 +48,7 @@ from hiervae.evaluate.metrics import pixel_dims
 from hiervae.graph import ModelGraph, build_graph
 from hiervae.graph.faithfulness import check
 from hiervae.nn.flows import bits_per_dim
+from hiervae.nn.precision import network_precision
 from hiervae.run import RunDir
 from hiervae.spec import Spec, load_spec
 from hiervae.train import plots
@@ -202,7 +209,7 @@ class Trainer:
             raise RunError(f"train.batch_size {bs} is the global batch and must be divisible by the {w} processes")
         self.batches = Batches(splits.train, bs // w, seed=self.train_spec.seed, binarize=splits.dynamic,
                                dequantize=splits.dequantized,
-                               rank=world.rank if world is not None else 0, world_size=w,
+                               rank=world.rank if world is not None else 0, world_size=w, device=device,
                                drop_last=n > bs and (n % bs) // w == 1)  # a batch of one breaks batch norm
         self.beta = torch.zeros((), device=device)
         self.state = TrainState()
@@ -227,7 +234,8 @@ class Trainer:
         return value, terms.log_likelihood.detach().sum(), kl
 
     def train_step(self, x: torch.Tensor, stats: EpochStats) -> None:
-        value, ll, kl = self.objective(x, self.beta)
+        with network_precision(self.program, self.train_spec.precision, self.device.type):
+            value, ll, kl = self.objective(x, self.beta)
         self.optimizer.zero_grad(set_to_none=True)
         value.backward()
         checked = value if self.world is None else self.world.average_gradients(self.params, value)
@@ -293,6 +301,7 @@ class Trainer:
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(self.train_spec.seed + VALID_SEED_OFFSET)
                 for chunk in data.split(batch_size):
+                    chunk = chunk.to(self.device, non_blocking=True)  # host-resident data (DataSplits.place)
                     terms = elbo_terms(self.program, chunk, self.analytic_kl)
                     ll_sum += terms.log_likelihood.double().sum()
                     if terms.kl:
@@ -463,7 +472,7 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
     if world is not None and world.local_rank == 0:
         world.barrier()
     check_data_matches(graph, splits)
-    splits = splits.to(dev)
+    splits = splits.place(dev)  # on the device when it fits, else pinned host memory
 
     pyro.set_rng_seed(train.seed)
     program = compile_graph(graph).to(dev)
