@@ -119,7 +119,7 @@ class GuideFactorModule(nn.Module):
 
 
 class Program(nn.Module):
-    """Every network of a spec, held once, and the Pyro program that uses them."""
+    """Every network of a spec, held once, and the two walks that use them (Pyro program, direct evaluation)."""
 
     def __init__(self, graph: ModelGraph):
         super().__init__()

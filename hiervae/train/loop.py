@@ -3,7 +3,7 @@
 One step is ``terms = elbo_terms(program, x, analytic_kl)``, then
 ``loss(terms, beta, free_bits) / batch`` backward and one fused Adam step over
 ``program.parameters()``; beta is a 0-d tensor on the device.  With ``train.compile:
-true`` that loss is ``torch.compile``\ d (:func:`hiervae.compile.compile_objective`: one
+true`` that loss is compiled with ``torch.compile`` (:func:`hiervae.compile.compile_objective`: one
 graph, compiled on the first step, whose time is logged and written to the metrics as
 a ``"kind": "compile"`` line; annealing never recompiles; validation stays eager).  Nothing in the step
 loop waits for the device: metrics accumulate as tensors (one sync per epoch, plus
