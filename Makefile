@@ -1,6 +1,7 @@
 # hiervae: two commands do all set-up.
 #   make demo   installs into .venv and runs the main job on the embedded offline dataset
 #   make test   installs into .venv and runs the test suite
+#   make bench  installs into .venv and runs the benchmarks (docs/performance.md)
 # Torch goes in first (CPU wheel 2.13.0 by default) so that pip never pulls CUDA wheels.
 # Elsewhere: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
@@ -33,8 +34,14 @@ test: install
 test-slow: install
 	$(PY) -m pytest -n 2 -q -m slow $(PYTEST_ARGS)
 
+# make bench: quick run of every benchmark (a few minutes); make bench BENCH_FULL=1: the
+# documented configurations (depth 1000, 20 x 10 training steps, compiled sides: ~15 min).
+BENCH_OUT   ?= out/bench
+BENCH_FULL  ?=
 bench: install
-	$(PY) benchmarks/check_depth.py
+	mkdir -p $(BENCH_OUT)
+	$(PY) benchmarks/check_depth.py $(if $(BENCH_FULL),,--depths 10 100 --repeats 3) --json $(BENCH_OUT)/check_depth.json
+	$(PY) benchmarks/train_speed.py --threads 1 $(if $(BENCH_FULL),--compile,--blocks 6 --steps 5 --warmup 3) --json $(BENCH_OUT)/train_speed.json
 
 docs: install
 	$(PY) scripts/gen_checks_doc.py

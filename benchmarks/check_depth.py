@@ -1,14 +1,20 @@
 #!/usr/bin/env python
-"""How do spec loading and ``hiervae check`` scale with the depth L of a SeRe-VAE?
+"""How do spec loading, ``hiervae check`` and compilation scale with the depth L of a SeRe-VAE?
 
     python benchmarks/check_depth.py                        # depths 10 100 1000
     python benchmarks/check_depth.py --depths 10 50 200 --json out/check_depth.json
+    python benchmarks/check_depth.py --no-compile           # load and check only
 
 For each depth it times, separately,
 
 * load: ``load_graph(path, overrides=[f"vars.L={L}"])`` (parse, override, validate, expand
-  loops, build and validate the graph), and
-* check: ``check(graph, max_suggestions=25)``, as ``hiervae check`` runs it,
+  loops, build and validate the graph),
+* check: ``check(graph, max_suggestions=25)``, as ``hiervae check`` runs it, and
+* compile: ``compile_graph(graph)`` (spec -> Program: every network built and
+  initialised), on the same spec with every shared network shrunk to one hidden layer
+  of ``--compile-width`` units (``networks.<name>.mlp=[W]`` overrides): at the paper's
+  widths L = 1000 would be ~0.7G parameters, so the compile column measures the
+  per-layer construction cost, not the paper's model,
 
 on two specs:
 
@@ -34,6 +40,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import torch
+import yaml
+
+from hiervae.compile import compile_graph
 from hiervae.graph import load_graph
 from hiervae.graph.faithfulness import check
 
@@ -45,7 +55,22 @@ SPECS = {
 MAX_SUGGESTIONS = 25  # what `hiervae check` uses without --all
 
 
-def measure(path: Path, depth: int, repeats: int) -> dict:
+def small_networks(path: Path, width: int) -> list[str]:
+    """``--set`` overrides giving every shared network of the spec one hidden layer of ``width``."""
+    doc = yaml.safe_load(path.read_text())
+    return [f"networks.{name}.mlp=[{width}]" for name in doc.get("networks", {})]
+
+
+def measure_compile(path: Path, depth: int, width: int) -> dict:
+    graph = load_graph(path, overrides=[f"vars.L={depth}", *small_networks(path, width)])
+    t0 = time.perf_counter()
+    program = compile_graph(graph)
+    seconds = time.perf_counter() - t0
+    return {"compile_s": seconds, "compile_width": width,
+            "compile_parameters": sum(p.numel() for p in program.parameters())}
+
+
+def measure(path: Path, depth: int, repeats: int, compile_width: int | None = None) -> dict:
     loads, checks = [], []
     graph = report = None
     for _ in range(repeats):
@@ -72,6 +97,7 @@ def measure(path: Path, depth: int, repeats: int) -> dict:
         "check_s": statistics.median(checks),
         "load_all_s": loads,
         "check_all_s": checks,
+        **(measure_compile(path, depth, compile_width) if compile_width else {}),
     }
 
 
@@ -82,7 +108,9 @@ def _growth(rows: list[dict], i: int, key: str) -> str:
 
 
 def table(name: str, rows: list[dict]) -> str:
+    compiled = all("compile_s" in r for r in rows)
     head = ("depth", "nodes", "given total", "failing", "suggested", "load s", "growth", "check s", "growth")
+    head += ("compile s", "growth", "params (small nets)") if compiled else ()
     body = [
         (
             str(r["depth"]),
@@ -94,7 +122,7 @@ def table(name: str, rows: list[dict]) -> str:
             _growth(rows, i, "load_s"),
             f"{r['check_s']:.4f}",
             _growth(rows, i, "check_s"),
-        )
+        ) + ((f"{r['compile_s']:.3f}", _growth(rows, i, "compile_s"), f"{r['compile_parameters']:,}") if compiled else ())
         for i, r in enumerate(rows)
     ]
     widths = [max(len(x[c]) for x in [head, *body]) for c in range(len(head))]
@@ -107,18 +135,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--depths", type=int, nargs="+", default=[10, 100, 1000], help="depths L to measure (default: 10 100 1000)")
     parser.add_argument("--repeats", type=int, default=5, help="repeats (median) for depths <= --repeat-below (default: 5)")
     parser.add_argument("--repeat-below", type=int, default=100, help="larger depths run once (default: 100)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time compile_graph (spec -> Program) on shrunk networks (default: on)")
+    parser.add_argument("--compile-width", type=int, default=8, help="hidden units of every shared network when compiling (default: 8)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (network initialisation; default: 1)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the measurements as JSON")
     args = parser.parse_args(argv)
     depths = sorted(set(args.depths))
     if not depths or depths[0] < 1:
         parser.error("depths must be positive integers")
 
+    torch.set_num_threads(args.threads)
+    width = args.compile_width if args.compile else None
     results: dict[str, list[dict]] = {}
     for name, path in SPECS.items():
-        measure(path, depths[0], 1)  # warm-up: imports, caches
+        measure(path, depths[0], 1, width)  # warm-up: imports, caches
         rows = []
         for depth in depths:
-            rows.append(measure(path, depth, args.repeats if depth <= args.repeat_below else 1))
+            rows.append(measure(path, depth, args.repeats if depth <= args.repeat_below else 1, width))
             print(f"  {name}: L={depth} done", file=sys.stderr, flush=True)
         results[name] = rows
         print(table(name, rows), end="\n\n", flush=True)
@@ -130,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "python": platform.python_version(),
             "machine": platform.machine(),
             "max_suggestions": MAX_SUGGESTIONS,
+            "compile_width": width,
+            "torch_threads": args.threads,
             "specs": {name: str(path.relative_to(ROOT)) for name, path in SPECS.items()},
             "results": results,
         }

@@ -16,13 +16,16 @@ spec's ``train.optimizer``, ``fused=True`` where supported) and, as ``hiervae fi
 trains, Pyro validation off (``--validation on`` to time it with):
 
 * hiervae: ``loss(elbo_terms(program, x), beta)`` + backward + ``opt.step()``: the
-  Pyro guide is traced, the model replayed on its samples, analytic KL per layer;
+  direct (trace-free) evaluation of the guide and of the model on its sample, analytic
+  KL per layer (what ``hiervae fit`` trains with);
 * reference: ``SeReVAE(x, beta)`` + backward + ``opt.step()``;
 * with ``--compile``, also ``hiervae+compile`` and ``reference+compile``: copies with the
-  same weights whose loss function is ``torch.compile``\ d (forward and backward; the
-  optimiser step stays eager).  The first step (compilation) is timed separately, with
-  dynamo's graph-break and graph counts; a side that fails to compile is reported and
-  dropped.
+  same weights whose loss function is compiled (forward and backward; the optimiser
+  step stays eager).  hiervae's goes through
+  :func:`hiervae.compile.compile_objective`, the code path of ``train.compile: true``;
+  the reference's through ``torch.compile(..., dynamic=False)``.  The first step
+  (compilation) is timed separately, with dynamo's graph-break and graph counts; a side
+  that fails to compile is reported and dropped.
 
 Timing: after ``--warmup`` steps of each, ``--blocks`` blocks of ``--steps`` steps are
 run for each side in turn (the order reversed every other block), each block timed with
@@ -53,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reference_sere_vae import count_parameters, load_from_program  # noqa: E402
 
-from hiervae.compile import compile_graph, elbo_terms, loss  # noqa: E402
+from hiervae.compile import compile_graph, compile_objective, elbo_terms, loss  # noqa: E402
 from hiervae.graph import build_graph  # noqa: E402
 from hiervae.spec import load_spec  # noqa: E402
 
@@ -114,7 +117,7 @@ def sides(args, program, reference, opt_cfg):
     add("reference", reference, lambda x, beta: reference(x, beta))
     if args.compile:
         p2, r2 = copy_pair(program, reference)
-        add("hiervae+compile", p2, torch.compile(lambda x, beta: loss(elbo_terms(p2, x), beta), dynamic=False))
+        add("hiervae+compile", p2, compile_objective(lambda x, beta: loss(elbo_terms(p2, x), beta), p2, True))
         add("reference+compile", r2, torch.compile(lambda x, beta: r2(x, beta), dynamic=False))
     return out, {"fused_adam": fused}
 
@@ -287,7 +290,7 @@ def profile_steps(args, program, reference, data, beta, opt_cfg) -> dict:
     """torch.profiler over ``--profile`` steps of each side, by region and by op.
 
     Regions: the networks (each labelled module instance), the rest of the forward
-    ("glue": for hiervae Pyro tracing/replay, distribution objects and validation,
+    ("glue": for hiervae the walks, distribution objects and validation,
     transforms' arithmetic, KL; for the reference its own arithmetic and KL), backward
     and the optimiser step.  Network times include their ops' self time only in the
     forward; the backward is not split (autograd runs it outside the labelled ranges).

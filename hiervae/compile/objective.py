@@ -1,25 +1,27 @@
-"""The training objective, computed from Pyro traces of the compiled program.
+"""The training objective, computed by the direct (Pyro-free) evaluation of the program.
 
-``elbo_terms`` runs the guide, replays the model on the guide's samples and returns,
-per data point, the observation log-likelihood and one KL term per latent: the closed
-form ``KL(q || p)`` where the family pair has one and analytic KL is valid for the
-model/guide pair (``hiervae check``), else the one-sample estimate ``log q - log p``.
-From these, :func:`loss` builds the annealed objective with free bits per latent.
+``elbo_terms`` draws the guide's sample and evaluates the model on it
+(:meth:`Program.evaluate`), and returns, per data point, the observation
+log-likelihood and one KL term per latent: the closed form ``KL(q || p)`` where the
+family pair has one and analytic KL is valid for the model/guide pair (``hiervae
+check``), else the one-sample estimate ``log q - log p``.  The KL function of each
+latent is resolved once per program (:mod:`hiervae.compile.kl`), not per step.  From
+these terms, :func:`loss` builds the annealed objective with free bits per latent.
 
 It is the same number as Pyro's ``TraceMeanField_ELBO`` / ``Trace_ELBO``
-``differentiable_loss`` with ``poutine.scale(beta)`` on the latents (tested in float64
-with fixed noise), but also exposes the per-layer KL (for logging and free bits)
-without a second pass.
+``differentiable_loss`` of ``program.model`` / ``program.guide`` with
+``poutine.scale(beta)`` on the latents (tested in float64 with fixed noise), but without
+tracing, replay or a second evaluation of the shared transforms, and it exposes the
+per-layer KL (for logging and free bits) without a second pass.  :func:`compile_objective`
+is how ``train.compile: true`` (and the benchmark) compile a loss built on it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
-from pyro import poutine
-from pyro.distributions.util import scale_and_mask
-from torch.distributions import kl_divergence
 
 from hiervae.compile.program import Program
 
@@ -40,26 +42,23 @@ class ElboTerms:
         return self.log_likelihood - self.kl_total
 
 
-def _kl(q, p, value: torch.Tensor, analytic: bool) -> torch.Tensor:
-    if analytic:
-        try:
-            return kl_divergence(q, p)
-        except NotImplementedError:
-            pass
-    return q.log_prob(value) - p.log_prob(value)
-
-
 def elbo_terms(program: Program, x: torch.Tensor, analytic_kl: bool = True) -> ElboTerms:
-    guide = poutine.trace(program.guide).get_trace(x)
-    shared = {n: s["value"] for n, s in guide.nodes.items() if s["type"] == "sample" and s["infer"].get("_deterministic")}
-    with program.reusing(shared):  # the guide already evaluated these shared transforms
-        model = poutine.trace(poutine.replay(program.model, trace=guide)).get_trace(x)
-    kl = {}
-    for name in program.latents:
-        q, p = guide.nodes[name], model.nodes[name]
-        kl[name] = _kl(q["fn"], p["fn"], q["value"], analytic_kl)
-    obs = model.nodes[program.observed[0]]
-    return ElboTerms(obs["fn"].log_prob(obs["value"]), kl)
+    kl_of = program.kl_functions(analytic_kl)
+    guide, model = program.evaluate(x)
+    kl = {name: kl_of[name](guide.dists[name], model.dists[name], guide.values[name]) for name in program.latents}
+    obs = program.observed[0]
+    return ElboTerms(model.dists[obs].log_prob(x), kl)
+
+
+def compile_objective(fn: Callable, program: Program, analytic_kl: bool) -> Callable:
+    """``torch.compile(fn)`` for a loss built on :func:`elbo_terms` of ``program``.
+
+    The per-latent KL functions are resolved first, eagerly, so the compiled code sees a
+    dict lookup (one graph, no break).  ``dynamic=False``: static shapes (a smaller last
+    batch compiles once more, then both graphs are cached); ``beta`` must be a 0-d
+    tensor so that annealing never recompiles."""
+    program.kl_functions(analytic_kl)
+    return torch.compile(fn, dynamic=False)
 
 
 def loss(terms: ElboTerms, beta: float | torch.Tensor = 1.0, free_bits: float = 0.0) -> torch.Tensor:

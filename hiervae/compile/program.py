@@ -7,10 +7,18 @@ in topological order; the guide visits its factors in sampling order and evaluat
 any transform node it conditions on *with the model's own module* (self-reflective
 sharing: ``program.transforms[name]`` is the only copy).
 
-Sites: latents are ``pyro.sample`` with ``.to_event(1)`` inside ``pyro.plate("data")``
-and ``poutine.scale(beta)`` (model AND guide: ``TraceMeanField_ELBO`` reads the
-guide's scale, ``Trace_ELBO`` both); transforms are ``pyro.deterministic``; the
-observation is never scaled.  ``beta`` may be a float or a 0-d tensor.
+The model and the guide are each ONE walk (:meth:`Program.run_model`,
+:meth:`Program.run_guide`) parameterised by a site handler (:mod:`hiervae.compile.sites`):
+
+* ``program.model`` / ``program.guide`` run them with :class:`PyroSites`: latents are
+  ``pyro.sample`` with ``.to_event(1)`` inside ``pyro.plate("data")`` and
+  ``poutine.scale(beta)`` (model AND guide: ``TraceMeanField_ELBO`` reads the guide's
+  scale, ``Trace_ELBO`` both); transforms are masked-``Delta`` deterministic sites; the
+  observation is never scaled.  ``beta`` may be a float or a 0-d tensor.
+* :meth:`Program.evaluate` runs them with :class:`DirectSites` (no Pyro): the training
+  objective and the IW estimator use it.  It computes the same numbers as tracing the
+  guide and replaying the model (tested in float64), with each shared transform
+  evaluated once, and with no Python-level machinery that ``torch.compile`` cannot trace.
 """
 
 from __future__ import annotations
@@ -18,13 +26,13 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping
 
-import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from torch import nn
 
 import hiervae.nn  # noqa: F401  (registers the families and transforms)
+from hiervae.compile.kl import KLFunction, resolve_kl
+from hiervae.compile.sites import DirectSites, PyroSites
 from hiervae.errors import SpecError
 from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
 from hiervae.nn import FAMILIES, MLP, TRANSFORMS, ResNetEncoder
@@ -109,12 +117,21 @@ def _encoder(net: NetworkSpec, node: ModelNode, where) -> nn.Module:
 
 
 def _cat(parts: list[torch.Tensor]) -> torch.Tensor | None:
+    """Concatenate context parts on the last dim, broadcasting batch dims only when they differ
+    (IW particles: ``(n, B, F)`` latent features next to ``(B, F)`` evidence features)."""
     if not parts:
         return None
     if len(parts) == 1:
         return parts[0]
+    first = parts[0].shape[:-1]
+    if all(p.shape[:-1] == first for p in parts):
+        return torch.cat(parts, -1)
     shape = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
     return torch.cat([p.expand(*shape, p.shape[-1]) for p in parts], -1)
+
+
+Sites = PyroSites | DirectSites
+_PASS = DirectSites(())  # default for direct calls of transform/posterior: values pass through
 
 
 class GuideFactorModule(nn.Module):
@@ -138,7 +155,7 @@ class GuideFactorModule(nn.Module):
 
 
 class Program(nn.Module):
-    """Every network of a spec, held once, and the Pyro program that uses them."""
+    """Every network of a spec, held once, and the two walks that use them (Pyro program, direct evaluation)."""
 
     def __init__(self, graph: ModelGraph):
         super().__init__()
@@ -155,13 +172,15 @@ class Program(nn.Module):
         self.latents = graph.latents
         self.observed = graph.observed
         self._reuse: dict[str, torch.Tensor] = {}
+        self._kl_plans: dict[bool, dict[str, KLFunction]] = {}
 
     @contextmanager
     def reusing(self, values: Mapping[str, torch.Tensor]) -> Iterator[None]:
-        """Inside this block the model takes transform values from ``values`` (the guide's)
-        instead of recomputing them.  When the model replays the guide, a shared transform
-        applied to the same inputs gives the same value: reusing it halves the bijector
-        work and updates its batch-norm statistics once per step, not twice."""
+        """Inside this block the Pyro ``model`` takes transform values from ``values`` (the
+        guide's) instead of recomputing them.  When the model replays the guide, a shared
+        transform applied to the same inputs gives the same value: reusing it halves the
+        bijector work and updates its batch-norm statistics once per step, not twice.
+        (:meth:`evaluate`, the training path, does this by construction.)"""
         self._reuse = dict(values)
         try:
             yield
@@ -175,59 +194,104 @@ class Program(nn.Module):
     def prior(self, name: str, values: Mapping[str, torch.Tensor]) -> dist.TorchDistribution:
         return self.sites[name].condition(self._context(self.graph.nodes[name], values))
 
-    def transform(self, name: str, values: dict[str, torch.Tensor], in_guide: bool = False) -> torch.Tensor:
-        """Value of a transform node, computing (and recording) its inputs first.
-
-        Recorded as a deterministic site; in the guide it is marked auxiliary, since
-        the model records the same site as observed (Pyro's model/guide match check).
-        """
+    def transform(self, name: str, values: dict[str, torch.Tensor], sites: Sites = _PASS) -> torch.Tensor:
+        """Value of a transform node, computing (and recording) its missing inputs first;
+        ``sites`` records it (a deterministic site under :class:`PyroSites`)."""
         node = self.graph.nodes[name]
         for p in node.parents:
             if p not in values:
-                self.transform(p, values, in_guide)
-        value = None if in_guide else self._reuse.get(name)
+                self.transform(p, values, sites)
+        value = sites.known(name)
         if value is None:
             value = self.sites[name].condition(self._context(node, values))(values.get(self.transform_inputs[name]))
-        delta = dist.Delta(value, event_dim=1).mask(False)
-        infer = {"_deterministic": True, "is_auxiliary": in_guide}
-        values[name] = pyro.sample(name, delta, obs=value, infer=infer)
+        values[name] = sites.deterministic(name, value)
         return value
 
-    def posterior(self, name: str, values: dict[str, torch.Tensor]) -> dist.TorchDistribution:
+    def posterior(self, name: str, values: dict[str, torch.Tensor], sites: Sites = _PASS) -> dist.TorchDistribution:
         factor = self.factors[name]
         for g in factor.inputs:
             if g not in values:
-                self.transform(g, values, in_guide=True)
+                self.transform(g, values, sites)
         q = factor.family.condition(factor.context(values))
         if factor.merge == "prior":
             q = _precision_weighted(q, self.prior(name, values))
         return q
 
+    # -------------------------------------------------------------- the two walks
+    def run_model(self, x: torch.Tensor, sites: Sites, values: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """p(x, latents) in topological order, each site handled by ``sites``.  ``values``
+        (the guide's, when replaying directly) are known already: transforms among them
+        are not recomputed."""
+        values = dict(values or {})
+        with sites.plate(x):
+            for name, node in self.graph.nodes.items():
+                if node.kind == LATENT:
+                    values[name] = sites.sample(name, self.prior(name, values))
+                elif node.kind == TRANSFORM:
+                    if name not in values:
+                        self.transform(name, values, sites)
+                else:
+                    values[name] = sites.observe(name, self.prior(name, values), x)
+        return values
+
+    def run_guide(self, x: torch.Tensor, sites: Sites) -> dict[str, torch.Tensor]:
+        """q(latents | x) in the guide's sampling order, sharing the model's transforms."""
+        values: dict[str, torch.Tensor] = {self.observed[0]: x}
+        with sites.plate(x):
+            for name in self.factors:
+                values[name] = sites.sample(name, self.posterior(name, values, sites))
+        return values
+
     # -------------------------------------------------------------- Pyro program
     def model(self, x: torch.Tensor, beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
         """p(x, latents): latents scaled by ``beta``, the observation unscaled."""
-        values: dict[str, torch.Tensor] = {}
-        with pyro.plate("data", x.shape[-2], dim=-1):
-            for name, node in self.graph.nodes.items():
-                if node.kind == LATENT:
-                    with poutine.scale(scale=beta):
-                        values[name] = pyro.sample(name, self.prior(name, values))
-                elif node.kind == TRANSFORM:
-                    if name not in values:
-                        self.transform(name, values)
-                else:
-                    values[name] = pyro.sample(name, self.prior(name, values), obs=x)
-        return values
+        return self.run_model(x, PyroSites(beta, in_guide=False, reuse=self._reuse))
 
     def guide(self, x: torch.Tensor, beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
         """q(latents | x) in the guide's sampling order, sharing the model's transforms."""
-        values: dict[str, torch.Tensor] = {self.observed[0]: x}
-        with pyro.plate("data", x.shape[-2], dim=-1):
-            for name in self.factors:
-                q = self.posterior(name, values)
-                with poutine.scale(scale=beta):
-                    values[name] = pyro.sample(name, q)
-        return values
+        return self.run_guide(x, PyroSites(beta, in_guide=True))
+
+    # -------------------------------------------------------------- direct evaluation
+    def evaluate(self, x: torch.Tensor, particles: int | None = None) -> tuple[DirectSites, DirectSites]:
+        """The guide's sample and the model on it, without Pyro: ``(guide, model)`` site
+        records, each ``name -> distribution`` (``.dists``) at the sampled values (``values``).
+
+        The same computation as tracing ``self.guide`` and replaying ``self.model`` on it
+        (same noise for the same seed), except that every transform is evaluated once.
+        ``particles``: latents drawn at ``(particles, B)``; ``x`` stays ``(B, D)``, so the
+        networks of ``x`` alone run once.
+        """
+        shape = x.shape[:-1] if particles is None else torch.Size((particles, *x.shape[:-1]))
+        guide = DirectSites(shape)
+        guide.values = self.run_guide(x, guide)
+        model = DirectSites(shape, replay=guide.values)
+        model.values = self.run_model(x, model, guide.values)
+        return guide, model
+
+    def kl_functions(self, analytic: bool) -> dict[str, KLFunction]:
+        """latent -> its KL term function, resolved once per program (and ``analytic``).
+
+        Resolution needs the distribution types, so the first call evaluates the program
+        once on a probe batch of two zero inputs (eval mode, no autograd, the RNG state
+        restored: no effect on training).  Later calls are a dict lookup, which is what
+        ``torch.compile`` sees when this was called before compiling."""
+        plan = self._kl_plans.get(analytic)
+        if plan is None:
+            plan = self._kl_plans[analytic] = self._resolve_kl(analytic)
+        return plan
+
+    def _resolve_kl(self, analytic: bool) -> dict[str, KLFunction]:
+        ref = next(iter((*self.parameters(), *self.buffers())), torch.zeros(()))
+        x = torch.zeros(2, self.graph.nodes[self.observed[0]].dim, dtype=ref.dtype, device=ref.device)
+        devices = [ref.device] if ref.device.type == "cuda" else []
+        was_training = self.training
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                self.eval()
+                guide, model = self.evaluate(x)
+        finally:
+            self.train(was_training)
+        return {name: resolve_kl(guide.dists[name], model.dists[name], analytic) for name in self.latents}
 
 
 def transform_input(graph: ModelGraph, name: str) -> str | None:

@@ -2,10 +2,10 @@
 
     log p(x) ~= logsumexp_k [log p(x, eps_k) - log q(eps_k | x)] - log K,   eps_k ~ q(. | x)
 
-per data point.  Particles are vectorised with an outer ``pyro.plate("particles", n,
-dim=-2)`` around the guide trace and the replayed model: every latent site then has
-batch shape ``(n, B)``, the networks see ``(n, B, F)`` inputs while ``x`` stays
-``(B, D)``, so the evidence encoders of ``x`` run once per chunk on ``(B, F)``.
+per data point.  Particles are a leading dimension of the direct evaluation of the
+program (:meth:`Program.evaluate` with ``particles``): every latent is drawn at batch
+shape ``(n, B)``, the networks see ``(n, B, F)`` inputs while ``x`` stays ``(B, D)``,
+so the evidence encoders of ``x`` run once per chunk on ``(B, F)``.
 Chunks of ``chunk`` particles are folded into a running logsumexp, so memory is bounded
 by one chunk whatever ``K`` is.
 
@@ -22,7 +22,6 @@ from typing import Iterator
 
 import pyro
 import torch
-from pyro import poutine
 
 from hiervae.compile.program import Program
 from hiervae.nn.fold import folded_batch_norm
@@ -57,34 +56,26 @@ def program_device(program: Program) -> torch.device:
     return torch.device("cpu")
 
 
-def _site_log_prob_sum(trace, names, batch_shape: torch.Size) -> torch.Tensor:
-    total = 0.0
-    for name in names:
-        site = trace.nodes[name]
-        if site["infer"].get("_deterministic"):
-            continue  # transforms: a masked Delta, log_prob 0 by construction
-        total = total + site["log_prob"].expand(batch_shape)
-    return total
-
-
 def log_weights(program: Program, x: torch.Tensor, particles: int) -> torch.Tensor:
     """``log p(x, eps_k) - log q(eps_k | x)`` for ``particles`` guide samples: ``(particles, B)``.
 
     Call under :func:`inference_mode` (or take care of eval mode / no_grad yourself).
     Sums the model's log densities over its latent and observed sites and subtracts the
-    guide's over its latent sites; deterministic (transform) sites are skipped.
+    guide's over its latent sites, from the direct evaluation of the program
+    (:meth:`Program.evaluate`, the same numbers as tracing the guide under a particle
+    plate and replaying the model; transforms are deterministic and carry no density).
     """
     if x.dim() != 2:
         raise ValueError(f"x must be (batch, features), got shape {tuple(x.shape)}")
-    shape = torch.Size((particles, x.shape[0]))
-    with pyro.plate("particles", particles, dim=-2):
-        guide = poutine.trace(program.guide).get_trace(x)
-        model = poutine.trace(poutine.replay(program.model, trace=guide)).get_trace(x)
-    guide.compute_log_prob()
-    model.compute_log_prob()
-    log_p = _site_log_prob_sum(model, [*program.latents, *program.observed], shape)
-    log_q = _site_log_prob_sum(guide, program.latents, shape)
-    return log_p - log_q
+    guide, model = program.evaluate(x, particles)
+    obs = program.observed[0]
+    log_p = model.dists[obs].log_prob(x)
+    log_q = 0.0
+    for name in program.latents:
+        value = guide.values[name]
+        log_p = log_p + model.dists[name].log_prob(value)
+        log_q = log_q + guide.dists[name].log_prob(value)
+    return (log_p - log_q).expand(particles, x.shape[0])
 
 
 def iw_log_likelihood(program: Program, x: torch.Tensor, samples: int = 1000, chunk: int = 100,

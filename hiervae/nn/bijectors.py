@@ -57,8 +57,17 @@ class LowRankAffineTransform(Transform):
         return torch.linalg.cholesky(eye + self.factor.mT @ (self.factor / self.diag.unsqueeze(-1)))
 
     def _call(self, eps: torch.Tensor) -> torch.Tensor:
-        low_rank = self.factor @ (self.factor.mT @ eps.unsqueeze(-1))
-        return self.shift + self.diag * eps + low_rank.squeeze(-1)
+        # U (U^T eps) elementwise: at rank 1-2 two tiny batched matmuls (bmm) cost more
+        # than the arithmetic; rank 1 (the paper's layer) is u * <u, eps>.
+        z = self.shift + self.diag * eps
+        rank = self.factor.shape[-1]
+        if rank == 1:
+            u = self.factor.squeeze(-1)
+            return z + u * (u * eps).sum(-1, keepdim=True)
+        if rank == 0:
+            return z
+        w = (self.factor * eps.unsqueeze(-1)).sum(-2)  # U^T eps: (..., r)
+        return z + (self.factor * w.unsqueeze(-2)).sum(-1)
 
     def _inverse(self, z: torch.Tensor) -> torch.Tensor:
         # Woodbury: (D + U U^T)^-1 = D^-1 - D^-1 U C^-1 U^T D^-1.
@@ -119,9 +128,12 @@ class AffineLowRank(Configurable, ConditionalTransformModule):
         self.nets = nn.ModuleList(ParamNet(context_features, init, **mlp) for init in inits)
 
     def condition(self, context: torch.Tensor | None = None) -> LowRankAffineTransform:
-        params = torch.cat([net(context) for net in self.nets], -1)
-        shift, raw_diag, factor = params.split([self.dim, self.dim, self.dim * self.rank], -1)
-        factor = factor.unflatten(-1, (self.dim, self.rank))
+        if len(self.nets) == 1:
+            params = self.nets[0](context).split([self.dim, self.dim, self.dim * self.rank], -1)
+        else:  # separate networks: no cat/split round trip
+            params = [net(context) for net in self.nets]
+        shift, raw_diag = params[0], params[1]
+        factor = params[2].unflatten(-1, (self.dim, self.rank)) if self.rank else params[0].new_zeros(*params[0].shape, 0)
         return LowRankAffineTransform(shift, softplus_elu(raw_diag) + self.diag_floor, factor)
 
 

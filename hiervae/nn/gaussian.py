@@ -108,7 +108,10 @@ class DiagonalGaussianHead(Configurable, ConditionalDistribution, nn.Module):
         self.nets = nn.ModuleList(nets)
 
     def forward(self, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        loc, raw = torch.cat([net(context) for net in self.nets], -1).split(self.dim, -1)
+        if len(self.nets) == 2:  # separate networks: no cat/split round trip
+            loc, raw = self.nets[0](context), self.nets[1](context)
+        else:
+            loc, raw = self.nets[0](context).split(self.dim, -1)
         return loc, scale_from_raw(raw, self.variance_floor)
 
     def condition(self, context: torch.Tensor | None = None) -> dist.TorchDistribution:

@@ -83,6 +83,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # BatchNorm1d only takes (N, C): fold all batch dims into one and back.
+        if x.dim() == 2:
+            return self.net(x)
         y = self.net(x.reshape(-1, self.in_features))
         return y.reshape(*x.shape[:-1], self.out_features)
 

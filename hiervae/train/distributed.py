@@ -75,6 +75,7 @@ from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from hiervae.compile.objective import ElboTerms, loss as single_loss
+from hiervae.compile.sites import noise_source
 from hiervae.errors import HiervaeError, RunError
 
 DATA_PLATE = "data"  # the plate of per-example sites in a compiled Program
@@ -284,12 +285,27 @@ class ShardedNoise(Messenger):
         super().__init__()
         self.rank, self.world = rank, world
 
+    def __enter__(self):
+        # the direct (Pyro-free) evaluation that training uses draws through the same rule
+        self._direct = noise_source(self.draw)
+        self._direct.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self._direct.__exit__(*exc)
+
+    def draw(self, fn) -> torch.Tensor:
+        return _draw(fn, self.rank, self.world)
+
     def _pyro_sample(self, msg) -> None:
         if msg["is_observed"] or msg["value"] is not None or msg["done"] or msg["args"] or msg["kwargs"]:
             return
         if not any(f.name == DATA_PLATE for f in msg["cond_indep_stack"]):
             return
-        msg["value"] = _draw(msg["fn"], self.rank, self.world)
+        msg["value"] = self.draw(msg["fn"])
 
 
 class ShardedDropout(nn.Module):

@@ -2,7 +2,10 @@
 
 One step is ``terms = elbo_terms(program, x, analytic_kl)``, then
 ``loss(terms, beta, free_bits) / batch`` backward and one fused Adam step over
-``program.parameters()``; beta is a 0-d tensor on the device.  Nothing in the step
+``program.parameters()``; beta is a 0-d tensor on the device.  With ``train.compile:
+true`` that loss is compiled with ``torch.compile`` (:func:`hiervae.compile.compile_objective`: one
+graph, compiled on the first step, whose time is logged and written to the metrics as
+a ``"kind": "compile"`` line; annealing never recompiles; validation stays eager).  Nothing in the step
 loop waits for the device: metrics accumulate as tensors (one sync per epoch, plus
 the progress bar's refreshes), a step with a non-finite loss or gradient is skipped
 on the device (fused Adam's ``found_inf``), and the run of consecutive skipped steps
@@ -41,7 +44,7 @@ import pyro
 import torch
 import yaml
 
-from hiervae.compile import Program, compile_graph, elbo_terms, loss
+from hiervae.compile import Program, compile_graph, compile_objective, elbo_terms, loss
 from hiervae.data import Batches, DataSplits, load_dataset
 from hiervae.errors import RunError, SpecError, display_path
 from hiervae.evaluate.metrics import pixel_dims
@@ -216,9 +219,10 @@ class Trainer:
         self._streak = torch.zeros((), dtype=torch.int64, device=device)
         self._worst = torch.zeros((), dtype=torch.int64, device=device)
         objective = self._objective
-        if self.train_spec.compile:
-            objective = torch.compile(objective)
+        if self.train_spec.compile:  # train.compile: the trace-free loss, one graph; eval stays eager
+            objective = compile_objective(objective, program, analytic_kl)
         self.objective = objective
+        self.compile_seconds: float | None = None  # first compiled step (compilation included)
 
     # ------------------------------------------------------------ one step
     def _objective(self, x: torch.Tensor, beta: torch.Tensor):
@@ -234,6 +238,8 @@ class Trainer:
         return value, terms.log_likelihood.detach().sum(), kl
 
     def train_step(self, x: torch.Tensor, stats: EpochStats) -> None:
+        first_compiled = self.train_spec.compile and self.compile_seconds is None
+        started = time.perf_counter() if first_compiled else 0.0
         with network_precision(self.program, self.train_spec.precision, self.device.type):
             value, ll, kl = self.objective(x, self.beta)
         self.optimizer.zero_grad(set_to_none=True)
@@ -245,6 +251,10 @@ class Trainer:
         self._streak = torch.where(ok, torch.zeros_like(self._streak), self._streak + 1)
         self._worst = torch.maximum(self._worst, self._streak)
         self.state.step += 1
+        if first_compiled:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.compile_seconds = time.perf_counter() - started
 
     def _check_nonfinite(self, epoch: int) -> None:
         if int(self._worst) >= self.train_spec.max_nonfinite_steps:
@@ -364,6 +374,7 @@ class FitResult:
     analytic_kl: bool
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    compile_seconds: float | None = None  # train.compile: the first step, compilation included
 
 
 def _prepare_run(run: RunDir, spec: Spec, resume: bool, log: Callable[[str], None]) -> dict[str, Any] | None:
@@ -539,6 +550,9 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
                 history.append(record)
                 if not main:
                     continue
+                if epoch == start and trainer.compile_seconds is not None:
+                    log(f"torch.compile: first step {trainer.compile_seconds:.1f} s (compilation; cached for later steps and epochs)")
+                    metrics.append({"kind": "compile", "epoch": s.epoch, "first_step_s": round(trainer.compile_seconds, 3)})
                 metrics.append(record)
                 tensorboard.log_epoch(record)
                 run.save_checkpoint(trainer.checkpoint({"spec_name": spec.name}))
@@ -562,7 +576,8 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
                        f"had a non-finite loss or gradient and were skipped; {kept}; try a lower train.optimizer.lr")
     s = trainer.state
     return FitResult(run=run, epochs=s.epoch, step=s.step, valid_elbo=s.valid_elbo, best_valid_elbo=s.best_valid_elbo,
-                     analytic_kl=analytic_kl, history=history, seconds=time.perf_counter() - started)
+                     analytic_kl=analytic_kl, history=history, seconds=time.perf_counter() - started,
+                     compile_seconds=trainer.compile_seconds)
 
 
 def _fmt(value: Any, spec: str = ".2f") -> str:

@@ -166,6 +166,7 @@ def test_each_shared_transform_is_evaluated_once_per_step():
     and step (half the bijector work, batch-norm statistics updated once), same loss."""
     program = program_for("sere_mlp_mnist_faithful", torch.float64)
     x = data_for(program, dtype=torch.float64)
+    program.kl_functions(True)  # resolved once per program (one probe evaluation), not per step
     calls = {f"z{l}": 0 for l in range(1, 11)}
     for name in calls:
         module = program.sites[name]

@@ -43,7 +43,7 @@ def dense(t: LowRankAffineTransform) -> torch.Tensor:
     return a
 
 
-@pytest.mark.parametrize("rank", [0, 1, 2])
+@pytest.mark.parametrize("rank", [0, 1, 2, 3])  # 0, 1 and >1 take different code paths
 def test_forward_matches_dense_matrix(rank):
     t = make(rank).condition(torch.randn(4, CTX, **f64))
     eps = torch.randn(4, DIM, **f64)
