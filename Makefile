@@ -38,10 +38,12 @@ test-slow: install
 # documented configurations (depth 1000, 20 x 10 training steps, compiled sides: ~15 min).
 BENCH_OUT   ?= out/bench
 BENCH_FULL  ?=
+, := ,
 bench: install
 	mkdir -p $(BENCH_OUT)
 	$(PY) benchmarks/check_depth.py $(if $(BENCH_FULL),,--depths 10 100 --repeats 3) --json $(BENCH_OUT)/check_depth.json
 	$(PY) benchmarks/train_speed.py --threads 1 $(if $(BENCH_FULL),--compile,--blocks 6 --steps 5 --warmup 3) --json $(BENCH_OUT)/train_speed.json
+	$(PY) benchmarks/iw_speed.py --threads 1 $(if $(BENCH_FULL),--compare --chunks 10$(,)100$(,)1000,--points 20 --samples 200 --repeats 1 --chunks 10$(,)100) --json $(BENCH_OUT)/iw_speed.json
 
 docs: install
 	$(PY) scripts/gen_checks_doc.py

@@ -86,7 +86,7 @@ def iw_log_likelihood(program: Program, x: torch.Tensor, samples: int = 1000, ch
     accumulated with a running logsumexp, so peak memory is that of one chunk.
     ``precision="bf16"`` runs the networks' matmuls in bf16 with the log densities in
     float32 (:mod:`hiervae.nn.precision`): about twice as fast on a CPU with AVX512-BF16,
-    not the default (``hiervae eval`` reports fp32; see docs/performance_eval.md).
+    not the default (``hiervae eval`` reports fp32; see docs/performance.md).
     ``fold``: BatchNorm folded into the next Linear (:func:`inference_mode`); ``False``
     only has an effect outside an enclosing folded ``inference_mode``.
     """

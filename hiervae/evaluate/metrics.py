@@ -20,7 +20,7 @@ split is copied to the program's device once when it fits there
 (:func:`hiervae.data.place_tensor`), else batches are copied asynchronously from pinned
 host memory.  Evaluation runs in float32 whatever ``train.precision`` says: the IW
 estimate is the reported number, and bf16 matmuls shift it by round-off that is not
-yet characterised well enough to report (docs/performance_eval.md).
+yet characterised well enough to report (docs/performance.md).
 """
 
 from __future__ import annotations

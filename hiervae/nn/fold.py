@@ -7,7 +7,7 @@ layer (:class:`hiervae.nn.mlp.MLP`).  In eval mode that BatchNorm is a fixed aff
 Linear with the same matmul cost and no BatchNorm pass.  For IW evaluation (10^5
 particle-points per 100 test images and 1000 samples) the BatchNorm passes are a
 memory-bound elementwise sweep over every hidden activation, so removing them is a
-measurable share of the time (docs/performance_eval.md).
+measurable share of the time (docs/performance.md).
 
 :func:`folded_batch_norm` folds *within a context*: it swaps each (BatchNorm1d, Linear)
 pair of every ``nn.Sequential`` for (Identity, folded Linear) and puts the original
