@@ -34,7 +34,16 @@ a few lines, so it is built here directly, which also makes the degrees inspecta
 
 Layers: masked linear -> activation for each hidden width, then a masked linear
 output of ``params_per_dim * D`` units laid out parameter-major, returned as
-``(..., params_per_dim, D)``.  Weights Glorot-normal, biases zero (Table 8).
+``(..., params_per_dim, D)``.  Weights Glorot-normal, biases zero (Table 8), except
+that ``output_init="zero"`` zeroes the output layer (weights and biases), so that every
+output starts at 0 whatever the input: an affine flow step built on the MADE then starts
+as the exact identity (shift 0, log-scale 0).  Why this matters: with zero biases and
+relu units the network is positively homogeneous, ``MADE(c x) = c MADE(x)`` for
+``c > 0``, so a Glorot-initialised output gives log-scales that grow *linearly* with
+``|x|``; chained through ``x exp(-a(x))`` step after step, that growth compounds
+(measured on the CIFAR-10 MAF: ``|u|`` 46 -> 83 -> 490 -> 1.6e4 -> 2e20 -> inf over
+its first steps for bright pixels).  ``output_init="glorot"`` is the paper's literal
+initialisation.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from torch import nn
 from hiervae.nn.mlp import make_activation
 
 HIDDEN_DEGREES = ("equal", "random")
+OUTPUT_INITS = ("glorot", "zero")
 
 
 class MaskedLinear(nn.Linear):
@@ -77,6 +87,8 @@ class ConditionalMADE(nn.Module):
     element generated first) may be given explicitly; otherwise it is natural, or a
     random permutation drawn from a generator seeded with ``seed`` when
     ``random_order`` is set.  ``seed`` also seeds random hidden degrees.
+    ``output_init``: ``"glorot"`` (Table 8) or ``"zero"`` (every output starts at 0;
+    see the module docstring).
     """
 
     def __init__(
@@ -91,6 +103,7 @@ class ConditionalMADE(nn.Module):
         hidden_degrees: str = "equal",
         context_only_units: bool = True,
         order: Sequence[int] | torch.Tensor | None = None,
+        output_init: str = "glorot",
     ):
         super().__init__()
         if features < 1 or context_features < 0 or params_per_dim < 1:
@@ -99,6 +112,8 @@ class ConditionalMADE(nn.Module):
             raise ValueError("ConditionalMADE needs at least one hidden layer")
         if hidden_degrees not in HIDDEN_DEGREES:
             raise ValueError(f"hidden_degrees must be one of {', '.join(HIDDEN_DEGREES)}, got {hidden_degrees!r}")
+        if output_init not in OUTPUT_INITS:
+            raise ValueError(f"output_init must be one of {', '.join(OUTPUT_INITS)}, got {output_init!r}")
         C, D = context_features, features
         self.features, self.context_features, self.params_per_dim = D, C, params_per_dim
         gen = torch.Generator().manual_seed(seed)
@@ -130,7 +145,10 @@ class ConditionalMADE(nn.Module):
             hidden_degs.append(m)
             degrees = m
         out_degrees = data_degrees.repeat(params_per_dim)
-        layers.append(MaskedLinear(out_degrees[:, None] > degrees[None, :]))
+        output = MaskedLinear(out_degrees[:, None] > degrees[None, :])
+        if output_init == "zero":
+            nn.init.zeros_(output.weight)  # the bias is already zero
+        layers.append(output)
         self.net = nn.Sequential(*layers)
         self.hidden_degrees = hidden_degs  # per hidden layer, for inspection
 

@@ -262,12 +262,16 @@ class Trainer:
 
     # ------------------------------------------------------------ epochs
     def epoch_settings(self, epoch: int) -> tuple[float, float]:
-        return self.betas(epoch), self.lrs(epoch)
+        """(beta, lr) of epoch ``epoch``: beta is the mean over its steps (a stepwise
+        warm-up changes it at every step, see :meth:`BetaPlan.at_step`)."""
+        return _mean(self.betas.epoch_betas(epoch, max(len(self.batches), 1))), self.lrs(epoch)
 
     def train_epoch(self, epoch: int, bar=None) -> dict[str, Any]:
-        """Train epoch ``epoch`` (0-based); returns the epoch's training summary."""
-        beta, lr = self.epoch_settings(epoch)
-        self.beta.fill_(beta)
+        """Train epoch ``epoch`` (0-based); returns the epoch's training summary.
+
+        ``beta`` of the summary is the mean of the betas its steps used."""
+        betas = self.betas.epoch_betas(epoch, max(len(self.batches), 1))
+        beta, lr = _mean(betas), self.lrs(epoch)
         set_lr(self.optimizer, lr)
         self.program.train()
         stats = EpochStats(self.program.latents, self.device)
@@ -275,6 +279,8 @@ class Trainer:
         every = self.train_spec.max_nonfinite_steps
         last_refresh = time.monotonic()
         for k, x in enumerate(self.batches.epoch(epoch)):
+            if k == 0 or betas[k] != betas[k - 1]:
+                self.beta.fill_(betas[k])  # a device-side fill: no host sync
             self.train_step(x, stats)
             if (k + 1) % every == 0:
                 self._check_nonfinite(epoch)
@@ -284,7 +290,7 @@ class Trainer:
                 if now - last_refresh >= BAR_REFRESH_S:
                     last_refresh = now
                     s = stats.summary()
-                    bar.set_postfix(elbo=f"{s['train_elbo']:.2f}", kl=f"{s['train_kl']:.2f}", beta=f"{beta:.3g}", refresh=False)
+                    bar.set_postfix(elbo=f"{s['train_elbo']:.2f}", kl=f"{s['train_kl']:.2f}", beta=f"{betas[k]:.3g}", refresh=False)
         self._check_nonfinite(epoch)
         if self.world is not None:
             self.world.sum_stats(stats)
@@ -578,6 +584,11 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
     return FitResult(run=run, epochs=s.epoch, step=s.step, valid_elbo=s.valid_elbo, best_valid_elbo=s.best_valid_elbo,
                      analytic_kl=analytic_kl, history=history, seconds=time.perf_counter() - started,
                      compile_seconds=trainer.compile_seconds)
+
+
+def _mean(values: list[float]) -> float:
+    """Mean of per-step values, exactly the value itself when they are all equal."""
+    return values[0] if len(set(values)) == 1 else math.fsum(values) / len(values)
 
 
 def _fmt(value: Any, spec: str = ".2f") -> str:

@@ -110,3 +110,19 @@ def test_encoder_without_out_returns_the_flat_map():
 def test_impossible_networks_are_refused(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_batch_norm_decoder_is_blind_to_the_scale_of_its_context():
+    """Why a KL weight of 0 lets the posterior's scale drift in the ResNet SeRe-VAE: in
+    training mode the batch-normalised decoder maps c z to (almost) the logits of z;
+    without batch norm the logits scale with c."""
+    torch.manual_seed(0)
+    z = torch.randn(64, 20)
+    for batch_norm, bounded in [(True, True), (False, False)]:
+        d = ResNetDecoder(20, [1, 28, 28], [32, 16], batch_norm=batch_norm).train()
+        base = d(z)
+        change = [((d(c * z) - base).abs().max() / base.abs().max()).item() for c in (10.0, 1e3)]
+        if bounded:
+            assert max(change) < 1e-2, change
+        else:
+            assert min(change) > 1.0, change

@@ -82,7 +82,7 @@ def test_compiled_loss_is_one_graph_compiled_once(tiny):
     assert after_first["breaks"] == 0 and after_first["graphs"] == 1
 
     betas = []
-    for epoch in range(3):  # beta 0, 0.5, 1: a new value every epoch, a 0-d tensor
+    for epoch in range(3):  # linear warm-up: a new beta every step (stepwise), a 0-d tensor
         betas.append(trainer.train_epoch(epoch)["beta"])
         trainer.validate()  # eval mode, eager, between epochs
     assert len(set(betas)) == 3

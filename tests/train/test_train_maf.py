@@ -68,11 +68,10 @@ def test_sere_maf_learns_through_the_table_8_phases(flows):
 def test_plain_maf_learns(flows):
     trainer = trainer_for(flows.maf, flows, ["train.epochs=8"])
     assert trainer.program.latents == []
-    # validation starts after the first epoch: at initialisation, in eval mode, the
-    # batch-norm bijectors are the identity and raw MADE log-scales overflow on bright pixels
-    epochs = [trainer.train_epoch(0)]
+    # validation at initialisation, in eval mode (batch-norm bijectors the identity):
+    # finite because every MAF step starts as the identity (test_nn_maf_stability.py)
     first = trainer.validate()
-    epochs += [trainer.train_epoch(e) for e in range(1, 8)]
+    epochs = [trainer.train_epoch(e) for e in range(8)]
     after = trainer.validate()
     losses = [e["train_loss"] for e in epochs]
     assert losses[-1] < losses[0] - 2.0, losses

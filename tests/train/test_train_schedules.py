@@ -137,3 +137,47 @@ def test_cosine_lr_over_all_epochs_without_reconstruction_phase():
 def test_constant_lr():
     lr = lr_schedule(S.TrainSpec(optimizer={"lr": 2e-4}))
     assert isinstance(lr, ConstantLR) and [lr(e) for e in (0, 5, 500)] == [2e-4] * 3
+
+
+# ---------------------------------------------------------------- per step (BetaPlan.at_step)
+def test_linear_warmup_rises_at_every_step_and_is_zero_only_at_the_first():
+    """The old per-epoch staircase e / W trained the whole first epoch at beta = 0."""
+    plan = BetaPlan(LinearWarmup(4))
+    S_ = 5
+    steps = [b for e in range(6) for b in plan.epoch_betas(e, S_)]
+    expected = [min((e + k / S_) / 4, 1.0) for e in range(6) for k in range(S_)]
+    assert steps == pytest.approx(expected, abs=1e-15)
+    assert steps[0] == 0.0 and all(b > 0 for b in steps[1:])
+    warmup = steps[: 4 * S_]
+    assert all(a < b for a, b in zip(warmup, warmup[1:]))  # strictly increasing during the warm-up
+    assert steps[4 * S_ :] == [1.0] * (2 * S_)
+    assert plan.at_step(0, 1, 391) == pytest.approx(1 / (391 * 4))
+
+
+def test_epoch_wise_schedules_keep_one_beta_per_epoch():
+    """geometric: the paper defines its levels in whole epochs, beta_0 = 0 for epoch 0."""
+    geo = BetaPlan(GeometricWarmup(2, 4))
+    for e in range(6):
+        assert geo.epoch_betas(e, 7) == [geo(e)] * 7
+    assert geo.epoch_betas(0, 7) == [0.0] * 7
+    assert BetaPlan(ConstantBeta(0.3)).epoch_betas(3, 4) == [0.3] * 4
+
+
+def test_reconstruction_phase_is_whole_epochs_then_the_linear_ramp_starts_at_zero():
+    plan = BetaPlan(LinearWarmup(2), reconstruction_epochs=3)
+    assert [b for e in range(3) for b in plan.epoch_betas(e, 4)] == [0.0] * 12
+    assert plan.epoch_betas(3, 4) == pytest.approx([0, 1 / 8, 2 / 8, 3 / 8])
+    assert plan.epoch_betas(4, 4) == pytest.approx([4 / 8, 5 / 8, 6 / 8, 7 / 8])
+    assert plan.epoch_betas(5, 4) == [1.0] * 4
+
+
+def test_at_step_refuses_a_step_outside_the_epoch():
+    plan = BetaPlan(LinearWarmup(2))
+    for step, steps in [(-1, 4), (4, 4), (0, 0)]:
+        with pytest.raises(ValueError, match="step must be in"):
+            plan.at_step(0, step, steps)
+
+
+def test_stepwise_flags_of_the_registered_schedules():
+    assert {name: BETA_SCHEDULES.get(name).stepwise for name in ("linear", "geometric", "constant")} == {
+        "linear": True, "geometric": False, "constant": False}
