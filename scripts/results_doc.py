@@ -53,6 +53,9 @@ def figure(runs: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
+KEEP = "<!-- Hand-written from here on: scripts/results_doc.py keeps everything below this line. -->"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--runs", default=str(REPO / "runs" / "results"))
@@ -138,7 +141,11 @@ minutes (wall, shared 2-core machine).
 - Per-epoch metrics, TensorBoard logs and learning-curve PNGs are in each run directory
   (`runs/results/NAME/`).
 {(chr(10) + "## About this run" + chr(10) + chr(10) + notes + chr(10)) if notes else ""}"""
-    Path(args.out).write_text(text)
+    out = Path(args.out)
+    if out.exists() and KEEP in out.read_text():  # the hand-written part below the marker survives
+        old = out.read_text()
+        text = text.rstrip("\n") + "\n\n" + old[old.index(KEEP):]
+    out.write_text(text)
     print(f"wrote {args.out} and {img}")
     return 0
 
