@@ -235,6 +235,50 @@ guide:
     assert set(graph.guide[1].encoders) == {"x", "z1"}
 
 
+def test_encoder_key_may_name_a_range_one_encoder_per_node():
+    """`encoders: {z1..z(l-1): enc}` gives each node of the range its own encoder; at l = 1
+    the range is empty and names none."""
+    text = """\
+name: t
+vars: {L: 3}
+networks: {enc: {mlp: [4], out: 3}}
+model:
+  - for: l in 1..L
+    nodes:
+      z(l): {latent: 1, given: [z(l-1)]}
+  - x: {observed: [2], given: [z1..z(L)]}
+guide:
+  - for: l in 1..L
+    factors:
+      z(l): {given: [x, z1..z(l-1)], encoders: {x: enc, z1..z(l-1): enc}}
+"""
+    graph = graph_of(text)
+    assert [sorted(f.encoders) for f in graph.guide] == [["x"], ["x", "z1"], ["x", "z1", "z2"]]
+    third = graph.guide[2]
+    assert third.encoders["z1"] is not None and third.encoders["z1"] == third.encoders["z2"]  # same template
+
+
+def test_encoder_range_outside_given_is_an_error_at_its_key(one_line):
+    text = """\
+name: t
+vars: {L: 2}
+networks: {enc: {mlp: [4], out: 3}}
+model:
+  - for: l in 1..L
+    nodes:
+      z(l): {latent: 1, given: [z(l-1)]}
+  - x: {observed: [2], given: [z(L)]}
+guide:
+  - for: l in 1..L
+    factors:
+      z(l): {given: [x], encoders: {z1..z(l-1): enc}}
+"""
+    with pytest.raises(SpecError) as err:
+        graph_of(text)
+    message = one_line(err)
+    assert "encoder for 'z1', which is not in given" in message and ":12:" in message
+
+
 @pytest.mark.parametrize(
     "given, unknown",
     [

@@ -329,7 +329,9 @@ def build_spec(data: Any, source: SourceMap) -> Spec:
     factors: list[FactorDecl] = []
     for raw_name, decl, env, loop, path, binding in _entries(data.get("guide") or [], "guide", "factors", env0, source):
         spec = _validate(S.GuideFactorSpec, decl, source, path)
-        encoder_keys = {_sub(k, env, source, path + ("encoders", k)): k for k in spec.encoders}
+        # A key names one node or a range of them (`z1..z(l-1)`: one encoder per node, each
+        # its own network, as if the key were written once per node; an empty range names none).
+        encoder_keys = {ref.name: k for k in spec.encoders for ref in _refs([k], env, loop, source, path + ("encoders", k))}
         encoders = {
             c: nets.resolve(_sub(spec.encoders[k], env, source, path + ("encoders", k)), path + ("encoders", k))
             for c, k in encoder_keys.items()
