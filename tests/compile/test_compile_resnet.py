@@ -44,7 +44,7 @@ def test_paper_networks_are_built(name):
         encoder = factor.encoders["x"]
         assert isinstance(encoder, ResNetEncoder)
         assert encoder.map_shape == (32, 7, 7) and encoder.out_features == 64
-        latent_features = 0 if l == 1 else (20 if name == "sere_resnet_mnist" else 10 * (l - 1))
+        latent_features = 0 if l == 1 else 20 * (1 if name == "sere_resnet_mnist" else l - 1)  # each z encoded to 20
         for net in factor.family.nets:
             assert isinstance(net, ResidualParamNet)
             assert net.evidence == (0, 64) and net.context_features == 64 + latent_features
@@ -56,7 +56,7 @@ def test_paper_networks_are_built(name):
 def test_evidence_slice_follows_given_order():
     text = (SPECS / "sere_resnet_mnist_faithful.yaml").read_text().replace("given: [x, z1..z(l-1)]", "given: [z1..z(l-1), x]")
     program = compile_graph(build_graph(parse_spec(text, file="f.yaml", overrides=["vars.L=3"])))
-    assert program.factors["eps3"].family.nets[0].evidence == (20, 84)
+    assert program.factors["eps3"].family.nets[0].evidence == (40, 104)  # after z1, z2 encoded to 20 each
     assert program.factors["eps1"].family.nets[0].evidence == (0, 64)
 
 
