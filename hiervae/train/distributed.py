@@ -83,6 +83,15 @@ STOP_GRACE_S = 10.0  # --nproc: after one process fails, how long the others get
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
+INIT_FILE_ENV = "HIERVAE_INIT_FILE"
+"""Environment variable naming a fresh file for the process group's rendezvous (``file://``).
+
+``--nproc`` on one machine uses it instead of ``MASTER_PORT``: a port found free by one
+process can be taken by another before the group binds it (seen with parallel test
+runs); a file in the launcher's private temporary directory cannot.  torchrun's
+``env://`` rendezvous is used when it is not set."""
+
+
 def launched_by_torchrun() -> bool:
     """Whether this process was started by ``torchrun`` (or another env:// launcher)."""
     return all(key in os.environ for key in ("RANK", "WORLD_SIZE"))
@@ -146,13 +155,24 @@ class World:
         owns = not dist.is_initialized()
         if owns:
             kwargs = {"device_id": dev} if dev.type == "cuda" else {}
-            dist.init_process_group(backend, init_method="env://", rank=rank, world_size=size, **kwargs)
+            init = os.environ.get(INIT_FILE_ENV)  # set by `launch`: a file rendezvous, no port to race for
+            init_method = f"file://{init}" if init else "env://"
+            dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=size, **kwargs)
         elif dist.get_world_size() != size or dist.get_rank() != rank:
             raise RunError("a process group is already initialised with another rank or size")
         return cls(rank, size, local_rank, dev, owns)
 
-    def close(self) -> None:
+    def close(self, synchronize: bool = False) -> None:
+        """Leave the process group (if this process created it).
+
+        ``synchronize`` (the success path): wait at a barrier first, so that no rank tears
+        gloo down while a peer is still finishing its last collective; a rank that exits
+        under a peer's feet makes that peer abort ("terminate called without an active
+        exception", seen intermittently in parallel test runs).  Not on the error path,
+        where the peers may never arrive."""
         if self.owns_group and dist.is_initialized():
+            if synchronize:
+                dist.barrier()
             dist.destroy_process_group()
 
     # ------------------------------------------------------------ set-up
@@ -442,6 +462,7 @@ def _worker(rank: int, nproc: int, port: int, tmp: str, spec_path: str, override
     """One process of :func:`launch`: the torchrun environment by hand, then ``fit``."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(nproc),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(nproc))
+    os.environ[INIT_FILE_ENV] = str(Path(tmp) / "rendezvous")
     if torch.device(device).type == "cpu" and "GLOO_SOCKET_IFNAME" not in os.environ and sys.platform.startswith("linux"):
         if any(name == "lo" for _, name in socket.if_nameindex()):
             os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # one node: keep gloo's connections on loopback
@@ -452,6 +473,7 @@ def _worker(rank: int, nproc: int, port: int, tmp: str, spec_path: str, override
     try:
         world = World.from_env(device)  # this process owns the group: fit uses it and leaves it
         result = fit(spec_path, overrides, device=device, distributed=True, **fit_kwargs)
+        world.close(synchronize=True)
     except HiervaeError as err:  # report first: tearing down gloo after a peer left may abort
         Path(tmp, f"error-{rank}.json").write_text(json.dumps({"message": str(err), "exit_code": err.exit_code}))
         sys.exit(err.exit_code)

@@ -461,8 +461,11 @@ def fit(
 
         world = World.from_env(device)
     try:
-        return _fit(spec, graph, world, started, out=out, device=device, resume=resume, data_dir=data_dir,
-                    download=download, quiet=quiet, progress=progress, log=log)
+        result = _fit(spec, graph, world, started, out=out, device=device, resume=resume, data_dir=data_dir,
+                      download=download, quiet=quiet, progress=progress, log=log)
+        if world is not None:
+            world.close(synchronize=True)  # every rank done before any tears the group down
+        return result
     finally:
         if world is not None:
             world.close()

@@ -142,6 +142,7 @@ def _replica(rank: int, world_size: int, port: int, out: str, epochs: int, setup
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo")
+    os.environ[D.INIT_FILE_ENV] = str(Path(out) / "rendezvous")  # no port race with parallel tests
     if nan_step is not None and rank == 1:  # poison one step's data on rank 1 only
         step = Trainer.train_step
 
