@@ -36,6 +36,7 @@ from hiervae.compile.sites import DirectSites, PyroSites
 from hiervae.errors import SpecError
 from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
 from hiervae.nn import FAMILIES, MLP, TRANSFORMS, ResNetEncoder
+from hiervae.nn.mlp import cat_context
 from hiervae.spec.schema import NetworkSpec
 
 # spec network keys -> constructor options of registered classes
@@ -116,20 +117,6 @@ def _encoder(net: NetworkSpec, node: ModelNode, where) -> nn.Module:
         raise SpecError(f"encoder of {node.name}: {err}", where) from None
 
 
-def _cat(parts: list[torch.Tensor]) -> torch.Tensor | None:
-    """Concatenate context parts on the last dim, broadcasting batch dims only when they differ
-    (IW particles: ``(n, B, F)`` latent features next to ``(B, F)`` evidence features)."""
-    if not parts:
-        return None
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0].shape[:-1]
-    if all(p.shape[:-1] == first for p in parts):
-        return torch.cat(parts, -1)
-    shape = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
-    return torch.cat([p.expand(*shape, p.shape[-1]) for p in parts], -1)
-
-
 Sites = PyroSites | DirectSites
 _PASS = DirectSites(())  # default for direct calls of transform/posterior: values pass through
 
@@ -151,7 +138,7 @@ class GuideFactorModule(nn.Module):
         self.merge = factor.merge
 
     def context(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
-        return _cat([self.encoders[g](values[g]) if g in self.encoders else values[g] for g in self.inputs])
+        return cat_context([self.encoders[g](values[g]) if g in self.encoders else values[g] for g in self.inputs])
 
 
 class Program(nn.Module):
@@ -189,7 +176,7 @@ class Program(nn.Module):
 
     # -------------------------------------------------------------- evaluation
     def _context(self, node: ModelNode, values: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
-        return _cat([values[p] for p in node.conditioners])
+        return cat_context([values[p] for p in node.conditioners])
 
     def prior(self, name: str, values: Mapping[str, torch.Tensor]) -> dist.TorchDistribution:
         return self.sites[name].condition(self._context(self.graph.nodes[name], values))

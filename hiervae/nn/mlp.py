@@ -89,6 +89,21 @@ class MLP(nn.Module):
         return y.reshape(*x.shape[:-1], self.out_features)
 
 
+def cat_context(parts: list[torch.Tensor]) -> torch.Tensor | None:
+    """Concatenate context parts on the last dim (``None`` for no parts), broadcasting the
+    batch dims only when they differ (IW particles: ``(n, B, F)`` latent features next to
+    ``(B, F)`` evidence features, which are computed once and expanded, not recomputed)."""
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0].shape[:-1]
+    if all(p.shape[:-1] == first for p in parts):
+        return torch.cat(parts, -1)
+    shape = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
+    return torch.cat([p.expand(*shape, p.shape[-1]) for p in parts], -1)
+
+
 class ParamNet(nn.Module):
     """Context ``(..., context_features)`` -> parameters ``(..., numel(init))``.
 

@@ -30,13 +30,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hiervae.nn.mlp import MLP, ParamNet
-
-
-def broadcast_cat(parts: list[torch.Tensor]) -> torch.Tensor:
-    """Concatenate along the last dim after broadcasting the leading (batch) dims."""
-    shape = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
-    return torch.cat([p.expand(*shape, p.shape[-1]) for p in parts], -1)
+from hiervae.nn.mlp import MLP, ParamNet, cat_context
 
 
 class ResidualParamNet(nn.Module):
@@ -73,5 +67,5 @@ class ResidualParamNet(nn.Module):
             raise ValueError(f"context has {got} features, expected {self.context_features}")
         e, u = self.split(context)
         first = self.first(u)
-        r_in = e if self.hidden is None else broadcast_cat([e, self.hidden(u)])
+        r_in = e if self.hidden is None else cat_context([e, self.hidden(u)])
         return first + self.residual(r_in)
