@@ -23,8 +23,7 @@ The model and the guide are each ONE walk (:meth:`Program.run_model`,
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import pyro.distributions as dist
 import torch
@@ -158,21 +157,7 @@ class Program(nn.Module):
         self.transform_inputs = {n: transform_input(graph, n) for n in graph.transforms}
         self.latents = graph.latents
         self.observed = graph.observed
-        self._reuse: dict[str, torch.Tensor] = {}
         self._kl_plans: dict[bool, dict[str, KLFunction]] = {}
-
-    @contextmanager
-    def reusing(self, values: Mapping[str, torch.Tensor]) -> Iterator[None]:
-        """Inside this block the Pyro ``model`` takes transform values from ``values`` (the
-        guide's) instead of recomputing them.  When the model replays the guide, a shared
-        transform applied to the same inputs gives the same value: reusing it halves the
-        bijector work and updates its batch-norm statistics once per step, not twice.
-        (:meth:`evaluate`, the training path, does this by construction.)"""
-        self._reuse = dict(values)
-        try:
-            yield
-        finally:
-            self._reuse = {}
 
     # -------------------------------------------------------------- evaluation
     def _context(self, node: ModelNode, values: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
@@ -232,7 +217,7 @@ class Program(nn.Module):
     # -------------------------------------------------------------- Pyro program
     def model(self, x: torch.Tensor, beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
         """p(x, latents): latents scaled by ``beta``, the observation unscaled."""
-        return self.run_model(x, PyroSites(beta, in_guide=False, reuse=self._reuse))
+        return self.run_model(x, PyroSites(beta, in_guide=False))
 
     def guide(self, x: torch.Tensor, beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
         """q(latents | x) in the guide's sampling order, sharing the model's transforms."""

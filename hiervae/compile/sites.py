@@ -58,7 +58,8 @@ class PyroSites:
 
     ``in_guide`` marks transform sites auxiliary (the model records the same names as
     observed: Pyro's model/guide match check); ``reuse`` holds transform values the
-    model takes instead of recomputing them (:meth:`Program.reusing`).
+    model takes instead of recomputing them (e.g. the guide trace's, when replaying the
+    model on it: a shared transform of the same inputs has the same value).
     """
 
     def __init__(self, beta: float | torch.Tensor = 1.0, in_guide: bool = False,
