@@ -215,22 +215,27 @@ def test_boundary_reference_to_a_declared_node_is_kept():
     assert graph.nodes["z1"].parents == ("eps1", "z0")
 
 
-def test_boundary_drops_the_encoder_of_a_dropped_reference():
-    text = """\
+def encoder_chain(L: int, x_given: str, factor: str) -> str:
+    """A chain z1 -> ... -> zL -> x (x reads ``x_given``) whose guide factor z(l) is
+    ``factor`` (line 12 of the text): the specs of the encoder tests."""
+    return f"""\
 name: t
-vars: {L: 2}
-networks: {enc: {mlp: [4], out: 3}}
+vars: {{L: {L}}}
+networks: {{enc: {{mlp: [4], out: 3}}}}
 model:
   - for: l in 1..L
     nodes:
-      z(l): {latent: 1, given: [z(l-1)]}
-  - x: {observed: [2], given: [z(L)]}
+      z(l): {{latent: 1, given: [z(l-1)]}}
+  - x: {{observed: [2], given: [{x_given}]}}
 guide:
   - for: l in 1..L
     factors:
-      z(l): {given: [x, z(l-1)], encoders: {x: enc, z(l-1): enc}}
+      z(l): {factor}
 """
-    graph = graph_of(text)
+
+
+def test_boundary_drops_the_encoder_of_a_dropped_reference():
+    graph = graph_of(encoder_chain(2, "z(L)", "{given: [x, z(l-1)], encoders: {x: enc, z(l-1): enc}}"))
     assert set(graph.guide[0].encoders) == {"x"}
     assert set(graph.guide[1].encoders) == {"x", "z1"}
 
@@ -238,43 +243,15 @@ guide:
 def test_encoder_key_may_name_a_range_one_encoder_per_node():
     """`encoders: {z1..z(l-1): enc}` gives each node of the range its own encoder; at l = 1
     the range is empty and names none."""
-    text = """\
-name: t
-vars: {L: 3}
-networks: {enc: {mlp: [4], out: 3}}
-model:
-  - for: l in 1..L
-    nodes:
-      z(l): {latent: 1, given: [z(l-1)]}
-  - x: {observed: [2], given: [z1..z(L)]}
-guide:
-  - for: l in 1..L
-    factors:
-      z(l): {given: [x, z1..z(l-1)], encoders: {x: enc, z1..z(l-1): enc}}
-"""
-    graph = graph_of(text)
+    graph = graph_of(encoder_chain(3, "z1..z(L)", "{given: [x, z1..z(l-1)], encoders: {x: enc, z1..z(l-1): enc}}"))
     assert [sorted(f.encoders) for f in graph.guide] == [["x"], ["x", "z1"], ["x", "z1", "z2"]]
     third = graph.guide[2]
     assert third.encoders["z1"] is not None and third.encoders["z1"] == third.encoders["z2"]  # same template
 
 
 def test_encoder_range_outside_given_is_an_error_at_its_key(one_line):
-    text = """\
-name: t
-vars: {L: 2}
-networks: {enc: {mlp: [4], out: 3}}
-model:
-  - for: l in 1..L
-    nodes:
-      z(l): {latent: 1, given: [z(l-1)]}
-  - x: {observed: [2], given: [z(L)]}
-guide:
-  - for: l in 1..L
-    factors:
-      z(l): {given: [x], encoders: {z1..z(l-1): enc}}
-"""
     with pytest.raises(SpecError) as err:
-        graph_of(text)
+        graph_of(encoder_chain(2, "z(L)", "{given: [x], encoders: {z1..z(l-1): enc}}"))
     message = one_line(err)
     assert "encoder for 'z1', which is not in given" in message and ":12:" in message
 
