@@ -10,7 +10,7 @@ For each depth it times, separately,
 * load: ``load_graph(path, overrides=[f"vars.L={L}"])`` (parse, override, validate, expand
   loops, build and validate the graph),
 * check: ``check(graph, max_suggestions=25)``, as ``hiervae check`` runs it, and
-* compile: ``compile_graph(graph)`` (spec -> Program: every network built and
+* compile: ``build_program(graph)`` (spec -> Program: every network built and
   initialised), on the same spec with every shared network shrunk to one hidden layer
   of ``--compile-width`` units (``networks.<name>.mlp=[W]`` overrides): at the paper's
   widths L = 1000 would be ~0.7G parameters, so the compile column measures the
@@ -43,7 +43,7 @@ from typing import Sequence
 import torch
 import yaml
 
-from hiervae.compile import compile_graph
+from hiervae.program import build_program
 from hiervae.graph import load_graph
 from hiervae.graph.faithfulness import check
 
@@ -64,7 +64,7 @@ def small_networks(path: Path, width: int) -> list[str]:
 def measure_compile(path: Path, depth: int, width: int) -> dict:
     graph = load_graph(path, overrides=[f"vars.L={depth}", *small_networks(path, width)])
     t0 = time.perf_counter()
-    program = compile_graph(graph)
+    program = build_program(graph)
     seconds = time.perf_counter() - t0
     return {"compile_s": seconds, "compile_width": width,
             "compile_parameters": sum(p.numel() for p in program.parameters())}
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="repeats (median) for depths <= --repeat-below (default: 5)")
     parser.add_argument("--repeat-below", type=int, default=100, help="larger depths run once (default: 100)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time compile_graph (spec -> Program) on shrunk networks (default: on)")
+                        help="also time build_program (spec -> Program) on shrunk networks (default: on)")
     parser.add_argument("--compile-width", type=int, default=8, help="hidden units of every shared network when compiling (default: 8)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (network initialisation; default: 1)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the measurements as JSON")

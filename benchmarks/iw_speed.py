@@ -54,12 +54,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_sere_vae import MLP as RefMLP  # noqa: E402
 from reference_sere_vae import SeReVAE, count_parameters, load_from_program, positive  # noqa: E402
 
-from hiervae.compile import compile_graph  # noqa: E402
-from hiervae.evaluate import iw_log_likelihood  # noqa: E402
+from hiervae.program import build_program  # noqa: E402
+from hiervae.evaluation import iw_log_likelihood  # noqa: E402
 from hiervae.graph import build_graph  # noqa: E402
 from hiervae.nn.fold import folded_batch_norm  # noqa: E402
 from hiervae.nn.precision import network_precision  # noqa: E402
-from hiervae.spec import load_spec  # noqa: E402
+from hiervae.language import load_spec  # noqa: E402
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -233,7 +233,7 @@ def load_program(args, device: torch.device):
         return graph, program, splits.test
     torch.manual_seed(args.seed)
     graph = build_graph(load_spec(Path(args.spec)))
-    program = compile_graph(graph).to(device)
+    program = build_program(graph).to(device)
     test = None
     if args.full_test:
         from hiervae.data import load_dataset

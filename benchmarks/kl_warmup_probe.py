@@ -23,7 +23,7 @@ import time
 import pyro
 import torch
 
-from hiervae.compile import compile_graph
+from hiervae.program import build_program
 from hiervae.data.datasets import load_dataset
 from hiervae.graph import load_graph
 from hiervae.train.loop import Trainer, check_data_matches, select_analytic_kl
@@ -47,7 +47,7 @@ def main(argv=None) -> None:
                           validation=graph.data.validation, download=False, dequantize=graph.data.dequantize)
     check_data_matches(graph, splits)
     pyro.set_rng_seed(graph.train.seed)
-    trainer = Trainer(compile_graph(graph), graph, splits, device=torch.device("cpu"),
+    trainer = Trainer(build_program(graph), graph, splits, device=torch.device("cpu"),
                       analytic_kl=select_analytic_kl(graph))
     trainer.program.train()
     constant = None if args.beta in ("zero", "schedule") else float(args.beta)

@@ -22,7 +22,7 @@ trains, Pyro validation off (``--validation on`` to time it with):
 * with ``--compile``, also ``hiervae+compile`` and ``reference+compile``: copies with the
   same weights whose loss function is compiled (forward and backward; the optimiser
   step stays eager).  hiervae's goes through
-  :func:`hiervae.compile.compile_objective`, the code path of ``train.compile: true``;
+  :func:`hiervae.program.compile_loss`, the code path of ``train.compile: true``;
   the reference's through ``torch.compile(..., dynamic=False)``.  The first step
   (compilation) is timed separately, with dynamo's graph-break and graph counts; a side
   that fails to compile is reported and dropped.
@@ -56,9 +56,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reference_sere_vae import count_parameters, load_from_program  # noqa: E402
 
-from hiervae.compile import compile_graph, compile_objective, elbo_terms, loss  # noqa: E402
+from hiervae.program import build_program, compile_loss, elbo_terms, loss  # noqa: E402
 from hiervae.graph import build_graph  # noqa: E402
-from hiervae.spec import load_spec  # noqa: E402
+from hiervae.language import load_spec  # noqa: E402
 
 
 def make_adam(params, lr: float, weight_decay: float, fused: bool) -> tuple[torch.optim.Adam, bool]:
@@ -80,7 +80,7 @@ def build(args):
     """Program and reference (same initial weights), and the spec's Adam settings."""
     torch.manual_seed(args.seed)
     spec = load_spec(Path(args.spec))
-    program = compile_graph(build_graph(spec)).to(args.device).train()
+    program = build_program(build_graph(spec)).to(args.device).train()
     reference = load_from_program(program).train()
     opt = spec.document.train.optimizer
     return program, reference, {"lr": float(opt.lr), "weight_decay": float(opt.weight_decay or 0.0)}
@@ -88,7 +88,7 @@ def build(args):
 
 def copy_pair(program, reference):
     """Independent copies (same weights) for the compiled sides."""
-    twin = compile_graph(program.graph).to(next(program.parameters()).device)
+    twin = build_program(program.graph).to(next(program.parameters()).device)
     twin.load_state_dict(program.state_dict())
     twin.train(program.training)
     return twin, load_from_program(twin)
@@ -117,7 +117,7 @@ def sides(args, program, reference, opt_cfg):
     add("reference", reference, lambda x, beta: reference(x, beta))
     if args.compile:
         p2, r2 = copy_pair(program, reference)
-        add("hiervae+compile", p2, compile_objective(lambda x, beta: loss(elbo_terms(p2, x), beta), p2, True))
+        add("hiervae+compile", p2, compile_loss(lambda x, beta: loss(elbo_terms(p2, x), beta), p2, True))
         add("reference+compile", r2, torch.compile(lambda x, beta: r2(x, beta), dynamic=False))
     return out, {"fused_adam": fused}
 

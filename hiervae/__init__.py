@@ -2,9 +2,9 @@
 
 Pipeline, one package per stage::
 
-    spec.yaml --hiervae.spec--> Spec --hiervae.graph--> ModelGraph
+    spec.yaml --hiervae.language--> Spec --hiervae.graph--> ModelGraph
     ModelGraph --> hiervae.graph.faithfulness (check) / hiervae.render (graphviz)
-    ModelGraph --> hiervae.compile (Pyro model/guide) --> hiervae.train / hiervae.evaluate
+    ModelGraph --> hiervae.program (Pyro model/guide) --> hiervae.train / hiervae.evaluation
 """
 
 __version__ = "0.1.0"

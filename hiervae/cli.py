@@ -36,7 +36,7 @@ def _add_spec_args(p: argparse.ArgumentParser) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from hiervae.graph import load_graph
     from hiervae.graph.faithfulness import check
-    from hiervae.report import format_report
+    from hiervae.graph.report import format_report
 
     graph = load_graph(args.spec, args.overrides)
     report = check(graph, max_suggestions=None if args.all else 25)
@@ -114,7 +114,7 @@ def _positive_int(text: str) -> int:
 # ---------------------------------------------------------------- schema
 @command("schema")
 def run_schema(args: argparse.Namespace) -> int:
-    from hiervae.spec import json_schema
+    from hiervae.language import json_schema
 
     print(json.dumps(json_schema(), indent=2))
     return 0
@@ -123,14 +123,14 @@ def run_schema(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- eval / sample
 @command("eval")
 def run_eval(args: argparse.Namespace) -> int:
-    from hiervae.evaluate.commands import eval_command
+    from hiervae.evaluation.commands import eval_command
 
     return eval_command(args)
 
 
 @command("sample")
 def run_sample(args: argparse.Namespace) -> int:
-    from hiervae.evaluate.commands import sample_command
+    from hiervae.evaluation.commands import sample_command
 
     return sample_command(args)
 

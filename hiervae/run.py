@@ -63,10 +63,10 @@ class RunDir:
 
     def load_program(self, device: str | torch.device = "cpu"):
         """(graph, program) with the checkpoint's weights, in eval mode."""
-        from hiervae.compile import compile_graph
+        from hiervae.program import build_program
 
         graph = self.load_graph()
-        program = compile_graph(graph).to(device)
+        program = build_program(graph).to(device)
         state = self.load_checkpoint(map_location=device)
         try:
             program.load_state_dict(state["program"])

@@ -17,8 +17,8 @@ import pyro
 import pytest
 import torch
 
-from hiervae.compile import compile_graph
-from hiervae.evaluate import iw_log_likelihood
+from hiervae.program import build_program
+from hiervae.evaluation import iw_log_likelihood
 from hiervae.graph import load_graph
 from hiervae.nn.fold import folded_batch_norm
 
@@ -40,7 +40,7 @@ def _iw_speed_module():
 def test_benchmark_reference_iw_equals_hiervae_iw(fold):
     bench = _iw_speed_module()
     torch.manual_seed(0)
-    program = compile_graph(load_graph(ROOT / "specs" / "sere_mlp_mnist.yaml")).double().eval()
+    program = build_program(load_graph(ROOT / "specs" / "sere_mlp_mnist.yaml")).double().eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for bn in (m for m in program.modules() if isinstance(m, torch.nn.BatchNorm1d)):

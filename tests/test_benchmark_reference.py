@@ -17,7 +17,7 @@ import pytest
 import torch
 from pyro import poutine
 
-from hiervae.compile import compile_graph, elbo_terms, loss
+from hiervae.program import build_program, elbo_terms, loss
 from hiervae.graph import load_graph
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def pair():
     torch.manual_seed(0)
-    program = compile_graph(load_graph(ROOT / "specs" / "sere_mlp_mnist.yaml", [])).to(torch.float64)
+    program = build_program(load_graph(ROOT / "specs" / "sere_mlp_mnist.yaml", [])).to(torch.float64)
     reference = ref_mod.load_from_program(program)
     g = torch.Generator().manual_seed(1)
     x = torch.bernoulli(torch.rand(16, 784, generator=g)).to(torch.float64)

@@ -14,9 +14,9 @@ import yaml
 from hiervae.cli import main
 from hiervae.errors import SpecError
 from hiervae.graph import build_graph, load_graph
-from hiervae.spec import json_schema, load_spec, parse_spec
-from hiervae.spec.schema import NetworkSpec
-from hiervae.spec.templates import (
+from hiervae.language import json_schema, load_spec, parse_spec
+from hiervae.language.schema import NetworkSpec
+from hiervae.language.templates import (
     TemplateError,
     evaluate,
     expand_range,
@@ -500,7 +500,7 @@ def _yaml_blocks(text: str) -> list[str]:
 
 
 def test_doc_documents_every_key():
-    from hiervae.spec import schema as S
+    from hiervae.language import schema as S
 
     doc = DOC.read_text()
     models = [S.SpecDocument, S.DataSpec, S.NetworkSpec, *S.NODE_KINDS.values(), S.GuideFactorSpec, S.LoopSpec,
@@ -510,7 +510,7 @@ def test_doc_documents_every_key():
 
 
 def test_doc_defaults_match_the_schema():
-    from hiervae.spec import schema as S
+    from hiervae.language import schema as S
 
     doc = DOC.read_text()
     rows = {}

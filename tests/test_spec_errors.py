@@ -14,7 +14,7 @@ import pytest
 
 from hiervae.errors import HiervaeError, Location, SpecError
 from hiervae.graph import build_graph
-from hiervae.spec import load_spec, parse_spec
+from hiervae.language import load_spec, parse_spec
 
 
 def error_of(text: str, overrides=()) -> SpecError:

@@ -11,7 +11,7 @@ from hiervae.graph.ir import GuideFactor, ModelGraph, ModelNode
 
 def load_graph(path: str | Path, overrides: Iterable[str] = ()) -> ModelGraph:
     """Spec file -> validated :class:`ModelGraph`."""
-    from hiervae.spec import load_spec
+    from hiervae.language import load_spec
 
     return build_graph(load_spec(path, overrides))
 

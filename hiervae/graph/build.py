@@ -14,7 +14,7 @@ from hiervae.errors import SpecError
 from hiervae.graph.catalog import FAMILIES, TRANSFORMS, families_for
 from hiervae.graph.dsep import Closure
 from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
-from hiervae.spec import FactorDecl, NodeDecl, Spec
+from hiervae.language import FactorDecl, NodeDecl, Spec
 
 _ROLE = {LATENT: "prior", OBSERVED: "likelihood"}
 

@@ -17,7 +17,7 @@ from typing import Any
 import networkx as nx
 
 from hiervae.errors import Location
-from hiervae.spec import schema as S
+from hiervae.language import schema as S
 
 LATENT, TRANSFORM, OBSERVED = "latent", "transform", "observed"
 

@@ -16,7 +16,7 @@ global batch (``train.batch_size``) and seed, up to floating-point summation ord
   global batch of :class:`hiervae.data.Batches`, and dynamic binarisation is drawn per
   global batch, so it does not depend on the rank (see that module).
 * **Gradients: an explicit all-reduce, not ``DistributedDataParallel``.**  DDP hooks
-  the wrapped module's ``forward``; a :class:`~hiervae.compile.Program` is never called
+  the wrapped module's ``forward``; a :class:`~hiervae.program.Program` is never called
   through ``forward`` (Pyro runs ``program.model`` / ``program.guide`` under effect
   handlers), so DDP would need a wrapper module and would then also broadcast buffers
   every step and bucket gradients in an order of its choosing.  Instead, after
@@ -74,8 +74,8 @@ from pyro.poutine.messenger import Messenger
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from hiervae.compile.objective import ElboTerms, loss as single_loss
-from hiervae.compile.sites import noise_source
+from hiervae.program.objective import ElboTerms, loss as single_loss
+from hiervae.program.sites import noise_source
 from hiervae.errors import HiervaeError, RunError
 
 DATA_PLATE = "data"  # the plate of per-example sites in a compiled Program
@@ -372,7 +372,7 @@ class WorkerError(HiervaeError):
 
 def check_launch(nproc: int, spec_path: str | Path, overrides: Iterable[str], device: str) -> None:
     """Refuse what cannot work before spawning anything (one message, not N)."""
-    from hiervae.spec import load_spec
+    from hiervae.language import load_spec
 
     if launched_by_torchrun():
         raise RunError("--nproc: this process was started by torchrun, which already made the processes; drop --nproc")

@@ -3,7 +3,7 @@
 One step is ``terms = elbo_terms(program, x, analytic_kl)``, then
 ``loss(terms, beta, free_bits) / batch`` backward and one fused Adam step over
 ``program.parameters()``; beta is a 0-d tensor on the device.  With ``train.compile:
-true`` that loss is compiled with ``torch.compile`` (:func:`hiervae.compile.compile_objective`: one
+true`` that loss is compiled with ``torch.compile`` (:func:`hiervae.program.compile_loss`: one
 graph, compiled on the first step, whose time is logged and written to the metrics as
 a ``"kind": "compile"`` line; annealing never recompiles; validation stays eager).  Nothing in the step
 loop waits for the device: metrics accumulate as tensors (one sync per epoch, plus
@@ -44,16 +44,16 @@ import pyro
 import torch
 import yaml
 
-from hiervae.compile import Program, compile_graph, compile_objective, elbo_terms, loss
+from hiervae.program import Program, build_program, compile_loss, elbo_terms, loss
 from hiervae.data import Batches, DataSplits, load_dataset
 from hiervae.errors import RunError, SpecError, display_path
-from hiervae.evaluate.metrics import pixel_dims
+from hiervae.evaluation.metrics import pixel_dims
 from hiervae.graph import ModelGraph, build_graph
 from hiervae.graph.faithfulness import check
 from hiervae.nn.flows import bits_per_dim
 from hiervae.nn.precision import network_precision
 from hiervae.run import RunDir
-from hiervae.spec import Spec, load_spec
+from hiervae.language import Spec, load_spec
 from hiervae.train import plots
 from hiervae.train.metrics import EpochStats, MetricsLog, TensorBoard, epoch_record
 from hiervae.train.optim import grads_finite, make_optimizer, set_lr, step_unless
@@ -220,7 +220,7 @@ class Trainer:
         self._worst = torch.zeros((), dtype=torch.int64, device=device)
         objective = self._objective
         if self.train_spec.compile:  # train.compile: the trace-free loss, one graph; eval stays eager
-            objective = compile_objective(objective, program, analytic_kl)
+            objective = compile_loss(objective, program, analytic_kl)
         self.objective = objective
         self.compile_seconds: float | None = None  # first compiled step (compilation included)
 
@@ -495,7 +495,7 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
     splits = splits.place(dev)  # on the device when it fits, else pinned host memory
 
     pyro.set_rng_seed(train.seed)
-    program = compile_graph(graph).to(dev)
+    program = build_program(graph).to(dev)
     if world is not None:
         program = world.prepare(program)
     trainer = Trainer(program, graph, splits, device=dev, analytic_kl=analytic_kl, world=world)

@@ -15,7 +15,7 @@ from typing import Iterable
 
 import torch
 
-from hiervae.spec import schema as S
+from hiervae.language import schema as S
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], spec: S.AdamSpec, *, fused: bool | None = None) -> torch.optim.Adam:

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from hiervae.registry import Registry
-from hiervae.spec import schema as S
+from hiervae.language import schema as S
 
 
 class BetaSchedule(ABC):

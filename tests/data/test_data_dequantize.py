@@ -10,7 +10,7 @@ import torch
 from hiervae.data import EVAL_SEEDS, Batches, DataSplits, load_dataset
 from hiervae.data.dequantize import dequantize, dequantize_fixed
 from hiervae.errors import DataError
-from hiervae.spec import parse_spec
+from hiervae.language import parse_spec
 
 
 def pixels(n: int = 40, d: int = 12, seed: int = 0) -> torch.Tensor:

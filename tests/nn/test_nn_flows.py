@@ -10,7 +10,7 @@ import torch
 from torch.autograd.functional import jacobian
 
 import hiervae.nn  # noqa: F401  (importing registers everything)
-from hiervae.compile.program import module_options
+from hiervae.program.program import module_options
 from hiervae.graph import catalog
 from hiervae.nn import FAMILIES, TRANSFORMS
 from hiervae.nn.flows import (
@@ -25,7 +25,7 @@ from hiervae.nn.flows import (
     logit_transform,
     to_logit_space,
 )
-from hiervae.spec.schema import NetworkSpec
+from hiervae.language.schema import NetworkSpec
 
 # identity_init=False: the density tests need generic (non-identity) MADE steps; a
 # fresh identity-initialised flow would pass them trivially (test_nn_maf_stability.py).

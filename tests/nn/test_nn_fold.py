@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from hiervae.compile import compile_graph
-from hiervae.evaluate import inference_mode, log_weights
+from hiervae.program import build_program
+from hiervae.evaluation import inference_mode, log_weights
 from hiervae.graph import load_graph
 from hiervae.nn import MLP
 from hiervae.nn.fold import fold_linear, folded_batch_norm
@@ -98,7 +98,7 @@ def test_folded_program_gives_the_same_log_weights(dtype):
     """The whole compiled program (quickstart with batch norm everywhere): same noise, same log weights."""
     graph = load_graph(QUICKSTART, [f"networks.{n}.batch_norm=true" for n in ("evidence", "latent", "gauss", "decoder")])
     torch.manual_seed(0)
-    program = compile_graph(graph).to(dtype)
+    program = build_program(graph).to(dtype)
     _random_stats(program, seed=2)
     n_bn = sum(isinstance(m, nn.BatchNorm1d) for m in program.modules())
     x = torch.bernoulli(torch.full((9, 64), 0.4, dtype=dtype))
@@ -111,7 +111,7 @@ def test_folded_program_gives_the_same_log_weights(dtype):
         assert not any(isinstance(m, nn.BatchNorm1d) for m in program.modules())
         folded = log_weights(program, x, 17)
     assert sum(isinstance(m, nn.BatchNorm1d) for m in program.modules()) == n_bn
-    assert program.training  # compile_graph's default mode is restored
+    assert program.training  # build_program's default mode is restored
     assert plain.abs().max() > 1  # not trivially zero
     # log weights are sums of hundreds of terms: compare relative to their size
     torch.testing.assert_close(folded, plain, rtol=0, atol=TOL[dtype] * plain.abs().max().item())

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hiervae.compile import compile_graph
+from hiervae.program import build_program
 from hiervae.graph import load_graph
 from hiervae.nn.flows import MAFLikelihood, MAFStep, logit_transform
 from hiervae.nn.made import ConditionalMADE
@@ -23,7 +23,7 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 def _shipped_maf() -> MAFLikelihood:
     """The likelihood of specs/maf_cifar10.yaml, built by the compiler, in eval mode."""
     torch.manual_seed(0)
-    program = compile_graph(load_graph(SPECS / "maf_cifar10.yaml"))
+    program = build_program(load_graph(SPECS / "maf_cifar10.yaml"))
     (maf,) = [m for m in program.modules() if isinstance(m, MAFLikelihood)]
     return maf.eval()
 

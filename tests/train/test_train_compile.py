@@ -16,10 +16,10 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from hiervae.compile import compile_graph
+from hiervae.program import build_program
 from hiervae.data import load_dataset
 from hiervae.graph import build_graph
-from hiervae.spec import load_spec
+from hiervae.language import load_spec
 from hiervae.train import Trainer, fit, select_analytic_kl
 
 TINY = """
@@ -65,7 +65,7 @@ def test_compiled_loss_is_one_graph_compiled_once(tiny):
     graph = build_graph(load_spec(tiny))
     splits = load_dataset("digits", validation=graph.data.validation)
     pyro.set_rng_seed(0)
-    program = compile_graph(graph)
+    program = build_program(graph)
     analytic = select_analytic_kl(graph)
     trainer = Trainer(program, graph, splits, device=torch.device("cpu"), analytic_kl=analytic)
     assert len(splits.train) % graph.train.batch_size == 0  # 200 digits: every batch the same shape

@@ -9,7 +9,7 @@ import pyro
 import pytest
 import torch
 
-from hiervae.compile import compile_graph
+from hiervae.program import build_program
 from hiervae.data import Batches, load_dataset
 from hiervae.data import datasets as datasets_module
 from hiervae.graph import load_graph
@@ -23,7 +23,7 @@ def trainer(overrides=(), seed=0) -> Trainer:
     graph = load_graph(QUICKSTART, list(overrides))
     splits = load_dataset("digits", validation=graph.data.validation).place("cpu")
     pyro.set_rng_seed(seed)
-    program = compile_graph(graph)
+    program = build_program(graph)
     return Trainer(program, graph, splits, device=torch.device("cpu"), analytic_kl=select_analytic_kl(graph))
 
 

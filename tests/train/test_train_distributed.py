@@ -21,11 +21,11 @@ import torch
 import torch.multiprocessing as mp
 
 from hiervae import cli
-from hiervae.compile import compile_graph, elbo_terms
+from hiervae.program import build_program, elbo_terms
 from hiervae.data import load_dataset
 from hiervae.graph import build_graph
 from hiervae.run import RunDir
-from hiervae.spec import load_spec
+from hiervae.language import load_spec
 from hiervae.train import Trainer, fit, select_analytic_kl
 from hiervae.train import distributed as D
 
@@ -57,7 +57,7 @@ def assert_close_states(a: dict, b: dict, exact: bool = False):
 def _program(spec_path, overrides=()):
     graph = build_graph(load_spec(spec_path, list(overrides)))
     pyro.set_rng_seed(0)
-    return graph, compile_graph(graph)
+    return graph, build_program(graph)
 
 
 @pytest.mark.parametrize("spec", ["quickstart", "iaf"])
@@ -129,7 +129,7 @@ def _setup(overrides):
 
 def _train(graph, splits, analytic, world, epochs):
     pyro.set_rng_seed(graph.train.seed)
-    program = compile_graph(graph)
+    program = build_program(graph)
     if world is not None:
         program = world.prepare(program)
     trainer = Trainer(program, graph, splits, device=torch.device("cpu"), analytic_kl=analytic, world=world)

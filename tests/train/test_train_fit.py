@@ -102,7 +102,7 @@ def test_fit_learns_and_validation_elbo_improves(trained):
 
 def test_fit_writes_the_run_directory(trained):
     run = trained.run
-    from hiervae.spec import load_spec
+    from hiervae.language import load_spec
 
     assert run.spec.read_text() == load_spec(QUICKSTART, ["train.epochs=3"]).resolved_yaml()
     state = run.load_checkpoint()
@@ -237,7 +237,7 @@ def test_analytic_kl_where_check_allows_it_else_monte_carlo(tmp_path, one_line):
     assert select_analytic_kl(load_graph(QUICKSTART, ["train.elbo=trace"])) is False
     assert select_analytic_kl(load_graph(QUICKSTART, ["train.elbo=mean_field"])) is True
     assert select_analytic_kl(load_graph(IAF_MNIST)) is False  # IAF guide: no closed-form KL
-    from hiervae.spec import load_spec
+    from hiervae.language import load_spec
     from hiervae.graph import build_graph
 
     spec = load_spec(IAF_MNIST, ["train.elbo=mean_field"])

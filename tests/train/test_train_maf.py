@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from hiervae.cli import main
-from hiervae.compile import compile_graph
+from hiervae.program import build_program
 from hiervae.data import DataSplits, EVAL_SEEDS
 from hiervae.data.dequantize import dequantize_fixed
 from hiervae.errors import SpecError
 from hiervae.graph import build_graph
 from hiervae.nn.flows import bits_per_dim
-from hiervae.spec import parse_spec
+from hiervae.language import parse_spec
 from hiervae.train import Trainer, fit, select_analytic_kl
 from hiervae.train.loop import check_data_matches
 
@@ -41,7 +41,7 @@ def trainer_for(text, flows, overrides=()):
     splits = splits_of(flows)
     check_data_matches(graph, splits)
     pyro.set_rng_seed(0)
-    program = compile_graph(graph)
+    program = build_program(graph)
     return Trainer(program, graph, splits, device=torch.device("cpu"), analytic_kl=select_analytic_kl(graph))
 
 

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from hiervae.compile import compile_graph
+from hiervae.program import build_program
 from hiervae.graph import load_graph
-from hiervae.spec import schema as S
+from hiervae.language import schema as S
 from hiervae.train.optim import grads_finite, is_fused, make_optimizer, set_lr, step_unless
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "specs" / "quickstart.yaml"
 
 
 def test_one_fused_adam_over_every_parameter_with_the_spec_settings():
-    program = compile_graph(load_graph(QUICKSTART))
+    program = build_program(load_graph(QUICKSTART))
     spec = S.AdamSpec(lr=3e-3, weight_decay=1e-5, betas=(0.8, 0.99), eps=1e-7)
     opt = make_optimizer(program.parameters(), spec)
     assert isinstance(opt, torch.optim.Adam) and len(opt.param_groups) == 1

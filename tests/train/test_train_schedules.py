@@ -7,7 +7,7 @@ import typing
 
 import pytest
 
-from hiervae.spec import schema as S
+from hiervae.language import schema as S
 from hiervae.train.schedules import (
     BETA_SCHEDULES, LR_SCHEDULES, BetaPlan, ConstantBeta, ConstantLR, CosineLR, GeometricWarmup, LinearWarmup,
     beta_schedule, lr_schedule,

@@ -14,10 +14,10 @@ import pyro
 import pytest
 import torch
 
-from hiervae.compile import compile_graph
+from hiervae.program import build_program
 from hiervae.data import load_dataset
 from hiervae.graph import build_graph
-from hiervae.spec import load_spec
+from hiervae.language import load_spec
 from hiervae.train import Trainer, select_analytic_kl
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "specs" / "quickstart.yaml"
@@ -27,7 +27,7 @@ def _trainer(overrides) -> Trainer:
     graph = build_graph(load_spec(QUICKSTART, overrides))
     splits = load_dataset(graph.data.dataset, binarize=graph.data.binarize, validation=graph.data.validation)
     pyro.set_rng_seed(0)
-    return Trainer(compile_graph(graph), graph, splits, device=torch.device("cpu"),
+    return Trainer(build_program(graph), graph, splits, device=torch.device("cpu"),
                    analytic_kl=select_analytic_kl(graph))
 
 

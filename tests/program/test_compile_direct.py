@@ -20,10 +20,10 @@ import yaml
 from pyro import poutine
 from torch.distributions import kl_divergence
 
-from hiervae.compile import compile_graph, elbo_terms, loss
-from hiervae.compile.kl import ClosedFormKL, monte_carlo_kl
-from hiervae.compile.sites import DirectSites, PyroSites, noise_source
-from hiervae.evaluate import inference_mode, log_weights
+from hiervae.program import build_program, elbo_terms, loss
+from hiervae.program.kl import ClosedFormKL, monte_carlo_kl
+from hiervae.program.sites import DirectSites, PyroSites, noise_source
+from hiervae.evaluation import inference_mode, log_weights
 from hiervae.graph import load_graph
 from hiervae.train import select_analytic_kl
 
@@ -42,7 +42,7 @@ def small(name: str) -> list[str]:
 def make(name: str):
     graph = load_graph(SPECS / f"{name}.yaml", small(name))
     torch.manual_seed(0)
-    program = compile_graph(graph).to(torch.float64)
+    program = build_program(graph).to(torch.float64)
     dim = graph.nodes[program.observed[0]].dim
     x = torch.bernoulli(torch.rand(5, dim, generator=torch.Generator().manual_seed(1))).to(torch.float64)
     return graph, program, x
@@ -150,13 +150,13 @@ def test_kl_functions_are_resolved_once_from_the_families():
 
 def test_the_direct_walk_records_every_site_and_reuses_transforms():
     _, program, x = make("sere_mlp_mnist_faithful")
-    guide, model = program.evaluate(x)
+    guide, model = program.walk(x)
     assert set(guide.dists) == set(program.latents)
     assert set(model.dists) == {*program.latents, *program.observed}
     for name in program.graph.transforms[:-1]:  # the guide needs z1..z(L-1): the model takes them
         assert model.values[name] is guide.values[name]
     with inference_mode(program):
-        guide, model = program.evaluate(x, particles=3)
+        guide, model = program.walk(x, particles=3)
     for name in program.latents:
         assert guide.values[name].shape == (3, 5, program.graph.nodes[name].dim)
         assert guide.dists[name].batch_shape == model.dists[name].batch_shape == (3, 5)
@@ -170,7 +170,7 @@ def test_noise_source_replaces_the_draw_of_the_direct_path():
         seen.append(tuple(fn.batch_shape))
         return fn.mean
     with noise_source(zeros):
-        guide, _ = program.evaluate(x)
+        guide, _ = program.walk(x)
     assert seen == [(5,)] * len(program.latents)
     for name in program.latents:
         torch.testing.assert_close(guide.values[name], guide.dists[name].mean)
@@ -196,9 +196,9 @@ guide:
 def test_a_flow_likelihood_goes_through_the_same_walk():
     """No MLP special case: a MAF likelihood's log_prob (a flow density) is scored by the same walk."""
     from hiervae.graph import build_graph
-    from hiervae.spec import parse_spec
+    from hiervae.language import parse_spec
 
-    program = compile_graph(build_graph(parse_spec(TINY_MAF, file="maf.yaml"))).to(torch.float64)
+    program = build_program(build_graph(parse_spec(TINY_MAF, file="maf.yaml"))).to(torch.float64)
     x = torch.rand(3, 64, generator=torch.Generator().manual_seed(0)).to(torch.float64)
     pyro.set_rng_seed(0)
     ours = loss(elbo_terms(program, x, True), 0.5)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from hiervae.cli import main
-from hiervae.compile import compile_graph
-from hiervae.evaluate import analytic_kl_valid, evaluate, sample_means
+from hiervae.program import build_program
+from hiervae.evaluation import analytic_kl_valid, evaluate_split, sample_means
 from hiervae.run import RunDir
 
 TINY_MNIST = """
@@ -41,7 +41,7 @@ def make_run(path, spec_source, seed: int = 0) -> RunDir:
     else:
         shutil.copy(spec_source, run.spec)
     torch.manual_seed(seed)
-    run.save_checkpoint({"program": compile_graph(run.load_graph()).state_dict(), "epoch": 0})
+    run.save_checkpoint({"program": build_program(run.load_graph()).state_dict(), "epoch": 0})
     return run
 
 
@@ -66,7 +66,7 @@ def test_eval_command_writes_json_equal_to_evaluate(quick_run, capsys):
     # the same numbers as the library call with the same seed and data
     graph, program = quick_run.load_program()
     pyro.set_rng_seed(0)
-    r = evaluate(program, digits_test(), graph.eval, "test", analytic_kl=analytic_kl_valid(graph),
+    r = evaluate_split(program, digits_test(), graph.eval, "test", analytic_kl=analytic_kl_valid(graph),
                  importance_samples=5, limit=30)
     assert report["iw_log_likelihood"] == r.iw_log_likelihood and report["kl"] == r.kl
     assert report["analytic_kl"] is True  # quickstart: analytic KL is valid (check)

@@ -10,18 +10,18 @@ import pytest
 import torch
 from pyro import poutine
 
-from hiervae.compile import compile_graph, elbo_terms, loss
-from hiervae.compile.program import transform_input
+from hiervae.program import build_program, elbo_terms, loss
+from hiervae.program.program import transform_input
 from hiervae.errors import SpecError
 from hiervae.graph import build_graph, load_graph
 from hiervae.nn.flows import SplineCoupling
-from hiervae.spec import parse_spec
+from hiervae.language import parse_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
 
 def compiled(text: str, dtype=torch.float64, overrides=()):
-    return compile_graph(build_graph(parse_spec(text, overrides=list(overrides)))).to(dtype)
+    return build_program(build_graph(parse_spec(text, overrides=list(overrides)))).to(dtype)
 
 
 def data(flows, n=5, dtype=torch.float64):
@@ -46,7 +46,7 @@ def test_a_residual_node_with_two_candidate_predecessors_is_an_error(flows, one_
     graph = build_graph(parse_spec(text, file="t.yaml"))
     assert transform_input(graph, "delta1") == "gamma1"  # delta0 is a dropped boundary reference
     with pytest.raises(SpecError) as err:
-        compile_graph(graph)
+        build_program(graph)
     msg = one_line(err)
     assert msg.startswith("t.yaml:") and "'delta2' (residual) has several conditioners it could refine (gamma2, delta1)" in msg
 
@@ -109,7 +109,7 @@ def test_shipped_sere_maf_context_slices_follow_the_conditioner_order(name):
     graph = load_graph(SPECS / f"{name}.yaml", [*SHRUNK, "guide.0.factors.eps(l).options={}"])
     offsets = _conditioner_offsets(graph, "x")
     assert list(offsets)[0] == "gamma5" and graph.nodes["gamma5"].dim == 300
-    program = compile_graph(graph)
+    program = build_program(graph)
     maf = program.sites["x"]
     assert maf.context_features == 500 and maf.base_features == 300 and offsets["gamma5"] == (0, 300)
     assert maf.made_slices == [offsets[f"z{l}"] for l in range(1, 6)]
@@ -146,9 +146,9 @@ def test_maf_context_wiring_reaches_the_right_mades(flows):
 
 def test_shipped_maf_has_no_guide_and_its_iw_is_the_exact_likelihood(flows):
     graph = load_graph(SPECS / "maf_cifar10.yaml", ["model.0.x.net.mlp=[4]", "model.0.x.options.base_hidden=[4]"])
-    program = compile_graph(graph)
+    program = build_program(graph)
     assert not program.factors and program.latents == [] and graph.nodes["x"].dim == 3072
-    from hiervae.evaluate.iw import iw_log_likelihood
+    from hiervae.evaluation.iw import iw_log_likelihood
 
     program = compiled(flows.maf).eval()
     x = data(flows, 7)

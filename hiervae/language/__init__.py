@@ -1,6 +1,6 @@
 """Spec language: YAML -> validated, expanded :class:`Spec` (see docs/spec.md)."""
 
-from hiervae.spec.load import FactorDecl, NodeDecl, Spec, load_spec, parse_spec
-from hiervae.spec.schema import json_schema
+from hiervae.language.load import FactorDecl, NodeDecl, Spec, load_spec, parse_spec
+from hiervae.language.schema import json_schema
 
 __all__ = ["Spec", "NodeDecl", "FactorDecl", "load_spec", "parse_spec", "json_schema"]

@@ -11,10 +11,10 @@ import torch
 from pyro import poutine
 from torch.distributions import kl_divergence
 
-from hiervae.compile import compile_graph, elbo_terms, loss
+from hiervae.program import build_program, elbo_terms, loss
 from hiervae.errors import SpecError
 from hiervae.graph import build_graph, load_graph
-from hiervae.spec import parse_spec
+from hiervae.language import parse_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 MLP_FAMILY = ["quickstart", "sere_mlp_mnist", "sere_mlp_mnist_faithful", "dlgm_mnist", "ladder_mnist", "iaf_mnist", "sere_iaf_mnist"]
@@ -22,7 +22,7 @@ MLP_FAMILY = ["quickstart", "sere_mlp_mnist", "sere_mlp_mnist_faithful", "dlgm_m
 
 def program_for(name: str, dtype=torch.float32, **overrides):
     graph = load_graph(SPECS / f"{name}.yaml", [f"{k}={v}" for k, v in overrides.items()])
-    return compile_graph(graph).to(dtype)
+    return build_program(graph).to(dtype)
 
 
 def data_for(program, batch=6, dtype=torch.float32, seed=0):
@@ -158,7 +158,7 @@ def test_unknown_option_is_reported_at_its_line():
     text = (SPECS / "quickstart.yaml").read_text().replace("net: bij}", "net: bij, options: {rnak: 1}}")
     graph = build_graph(parse_spec(text, file="q.yaml"))
     with pytest.raises(SpecError, match=r"q.yaml:\d+: model\[0\]\.nodes\.z\(l\) \(l=1\): unknown option\(s\) rnak"):
-        compile_graph(graph)
+        build_program(graph)
 
 
 def test_each_shared_transform_is_evaluated_once_per_step():

@@ -1,18 +1,18 @@
 """The training objective, computed by the direct (Pyro-free) evaluation of the program.
 
 ``elbo_terms`` draws the guide's sample and evaluates the model on it
-(:meth:`Program.evaluate`), and returns, per data point, the observation
+(:meth:`Program.walk`), and returns, per data point, the observation
 log-likelihood and one KL term per latent: the closed form ``KL(q || p)`` where the
 family pair has one and analytic KL is valid for the model/guide pair (``hiervae
 check``), else the one-sample estimate ``log q - log p``.  The KL function of each
-latent is resolved once per program (:mod:`hiervae.compile.kl`), not per step.  From
+latent is resolved once per program (:mod:`hiervae.program.kl`), not per step.  From
 these terms, :func:`loss` builds the annealed objective with free bits per latent.
 
 It is the same number as Pyro's ``TraceMeanField_ELBO`` / ``Trace_ELBO``
 ``differentiable_loss`` of ``program.model`` / ``program.guide`` with
 ``poutine.scale(beta)`` on the latents (tested in float64 with fixed noise), but without
 tracing, replay or a second evaluation of the shared transforms, and it exposes the
-per-layer KL (for logging and free bits) without a second pass.  :func:`compile_objective`
+per-layer KL (for logging and free bits) without a second pass.  :func:`compile_loss`
 is how ``train.compile: true`` (and the benchmark) compile a loss built on it.
 """
 
@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from hiervae.compile.program import Program
+from hiervae.program.program import Program
 
 
 @dataclass
@@ -44,13 +44,13 @@ class ElboTerms:
 
 def elbo_terms(program: Program, x: torch.Tensor, analytic_kl: bool = True) -> ElboTerms:
     kl_of = program.kl_functions(analytic_kl)
-    guide, model = program.evaluate(x)
+    guide, model = program.walk(x)
     kl = {name: kl_of[name](guide.dists[name], model.dists[name], guide.values[name]) for name in program.latents}
     obs = program.observed[0]
     return ElboTerms(model.dists[obs].log_prob(x), kl)
 
 
-def compile_objective(fn: Callable, program: Program, analytic_kl: bool) -> Callable:
+def compile_loss(fn: Callable, program: Program, analytic_kl: bool) -> Callable:
     """``torch.compile(fn)`` for a loss built on :func:`elbo_terms` of ``program``.
 
     The per-latent KL functions are resolved first, eagerly, so the compiled code sees a

@@ -1,6 +1,6 @@
 """Evaluation of a trained program on a data split.
 
-* IW log-likelihood per data point (:func:`~hiervae.evaluate.iw.iw_log_likelihood`),
+* IW log-likelihood per data point (:func:`~hiervae.evaluation.iw.iw_log_likelihood`),
   reported as mean and standard error over the split;
 * the ELBO (one guide sample per point, analytic KL where the caller says it is valid)
   and its per-latent KL terms (means);
@@ -34,11 +34,11 @@ import pyro
 import torch
 from pyro import poutine
 
-from hiervae.compile.objective import elbo_terms
-from hiervae.compile.program import Program
-from hiervae.evaluate.iw import inference_mode, program_device, iw_log_likelihood
+from hiervae.program.objective import elbo_terms
+from hiervae.program.program import Program
+from hiervae.evaluation.iw import inference_mode, program_device, iw_log_likelihood
 from hiervae.nn.flows import bits_per_dim
-from hiervae.spec.schema import EvalSpec
+from hiervae.language.schema import EvalSpec
 
 
 @dataclass
@@ -101,7 +101,7 @@ class EvalResult:
 def posterior_means(program: Program, x: torch.Tensor, samples: int = 10) -> dict[str, torch.Tensor]:
     """Estimate of ``E_q[latent | x]`` per latent, each ``(B, dim)``, from ``samples`` guide samples.
 
-    Call under :func:`~hiervae.evaluate.iw.inference_mode`.
+    Call under :func:`~hiervae.evaluation.iw.inference_mode`.
     """
     with pyro.plate("particles", samples, dim=-2):
         guide = poutine.trace(program.guide).get_trace(x)
@@ -140,7 +140,7 @@ class _Moments:
         return ((self.sumsq - self.sum.pow(2) / self.n) / (self.n - 1)).clamp(min=0)
 
 
-def evaluate(
+def evaluate_split(
     program: Program,
     data,
     eval_spec: EvalSpec,

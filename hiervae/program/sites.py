@@ -1,6 +1,6 @@
 """How a site of the compiled program is handled: as a Pyro statement, or directly.
 
-:class:`~hiervae.compile.program.Program` has ONE walk over the model graph and ONE
+:class:`~hiervae.program.program.Program` has ONE walk over the model graph and ONE
 over the guide; at every site the walk asks a *site handler* what to do:
 
 * :class:`PyroSites`: the Pyro program (``pyro.sample`` inside ``pyro.plate("data")``,

@@ -8,14 +8,14 @@ any transform node it conditions on *with the model's own module* (self-reflecti
 sharing: ``program.transforms[name]`` is the only copy).
 
 The model and the guide are each ONE walk (:meth:`Program.run_model`,
-:meth:`Program.run_guide`) parameterised by a site handler (:mod:`hiervae.compile.sites`):
+:meth:`Program.run_guide`) parameterised by a site handler (:mod:`hiervae.program.sites`):
 
 * ``program.model`` / ``program.guide`` run them with :class:`PyroSites`: latents are
   ``pyro.sample`` with ``.to_event(1)`` inside ``pyro.plate("data")`` and
   ``poutine.scale(beta)`` (model AND guide: ``TraceMeanField_ELBO`` reads the guide's
   scale, ``Trace_ELBO`` both); transforms are masked-``Delta`` deterministic sites; the
   observation is never scaled.  ``beta`` may be a float or a 0-d tensor.
-* :meth:`Program.evaluate` runs them with :class:`DirectSites` (no Pyro): the training
+* :meth:`Program.walk` runs them with :class:`DirectSites` (no Pyro): the training
   objective and the IW estimator use it.  It computes the same numbers as tracing the
   guide and replaying the model (tested in float64), with each shared transform
   evaluated once, and with no Python-level machinery that ``torch.compile`` cannot trace.
@@ -30,13 +30,13 @@ import torch
 from torch import nn
 
 import hiervae.nn  # noqa: F401  (registers the families and transforms)
-from hiervae.compile.kl import KLFunction, resolve_kl
-from hiervae.compile.sites import DirectSites, PyroSites
+from hiervae.program.kl import KLFunction, resolve_kl
+from hiervae.program.sites import DirectSites, PyroSites
 from hiervae.errors import SpecError
 from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
 from hiervae.nn import FAMILIES, MLP, TRANSFORMS, ResNetEncoder
 from hiervae.nn.mlp import cat_context
-from hiervae.spec.schema import NetworkSpec
+from hiervae.language.schema import NetworkSpec
 
 # spec network keys -> constructor options of registered classes
 _NET_KEYS = {"mlp": "hidden", "activation": "activation", "out_activation": "out_activation",
@@ -224,7 +224,7 @@ class Program(nn.Module):
         return self.run_guide(x, PyroSites(beta, in_guide=True))
 
     # -------------------------------------------------------------- direct evaluation
-    def evaluate(self, x: torch.Tensor, particles: int | None = None) -> tuple[DirectSites, DirectSites]:
+    def walk(self, x: torch.Tensor, particles: int | None = None) -> tuple[DirectSites, DirectSites]:
         """The guide's sample and the model on it, without Pyro: ``(guide, model)`` site
         records, each ``name -> distribution`` (``.dists``) at the sampled values (``values``).
 
@@ -260,7 +260,7 @@ class Program(nn.Module):
         try:
             with torch.random.fork_rng(devices=devices), torch.no_grad():
                 self.eval()
-                guide, model = self.evaluate(x)
+                guide, model = self.walk(x)
         finally:
             self.train(was_training)
         return {name: resolve_kl(guide.dists[name], model.dists[name], analytic) for name in self.latents}
@@ -297,7 +297,7 @@ def _precision_weighted(q: dist.TorchDistribution, p: dist.TorchDistribution) ->
     return dist.Normal(loc, var.sqrt()).to_event(1)
 
 
-def compile_graph(graph: ModelGraph) -> Program:
+def build_program(graph: ModelGraph) -> Program:
     if len(graph.observed) != 1:
         raise SpecError(f"the compiler supports one observed node, this model has {len(graph.observed)}", graph.nodes[graph.observed[-1]].location)
     return Program(graph)

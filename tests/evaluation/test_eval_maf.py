@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from hiervae.compile import compile_graph
-from hiervae.evaluate import evaluate
-from hiervae.evaluate.metrics import pixel_dims
+from hiervae.program import build_program
+from hiervae.evaluation import evaluate_split
+from hiervae.evaluation.metrics import pixel_dims
 from hiervae.graph import build_graph
 from hiervae.nn.made import MaskedLinear
-from hiervae.spec import parse_spec
+from hiervae.language import parse_spec
 
 GAUSSIAN_MAF = """
 name: gaussian-maf
@@ -38,7 +38,7 @@ def test_bits_per_dim_of_a_maf_with_zeroed_mades_match_a_hand_computation():
     """Zeroed MADE outputs make every step the identity: the flow is its N(0, I) base in logit space."""
     graph = build_graph(parse_spec(GAUSSIAN_MAF))
     assert pixel_dims(graph) == 4
-    program = compile_graph(graph).double()
+    program = build_program(graph).double()
     outputs = [m for m in program.modules() if isinstance(m, MaskedLinear) and m.out_features == 8]  # (shift, log-scale) x 4
     assert len(outputs) == 4
     for module in outputs:
@@ -46,7 +46,7 @@ def test_bits_per_dim_of_a_maf_with_zeroed_mades_match_a_hand_computation():
         torch.nn.init.zeros_(module.bias)
     pixels = torch.tensor([[0, 17, 128, 255], [3, 250, 90, 41], [200, 200, 1, 77]], dtype=torch.float64)
     v = (pixels + torch.tensor([0.5, 0.25, 0.75, 0.1], dtype=torch.float64)) / 256
-    result = evaluate(program, v, graph.eval, analytic_kl=False, pixel_dims=4)
+    result = evaluate_split(program, v, graph.eval, analytic_kl=False, pixel_dims=4)
     logs = [hand_log_density(row) for row in v.tolist()]
     mean = sum(logs) / 3
     assert result.iw_log_likelihood == pytest.approx(mean, rel=1e-12)
@@ -62,5 +62,5 @@ def test_bits_per_dim_of_a_maf_with_zeroed_mades_match_a_hand_computation():
 
 def test_no_bits_per_dim_without_dequantised_pixels(lg):
     assert pixel_dims(lg.graph) is None
-    result = evaluate(lg.program(), lg.data(4), lg.graph.eval, importance_samples=2)
+    result = evaluate_split(lg.program(), lg.data(4), lg.graph.eval, importance_samples=2)
     assert result.iw_bits_per_dim is None and "bits/dim" not in result.format_table()

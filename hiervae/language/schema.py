@@ -2,7 +2,7 @@
 
 Pydantic models with ``extra="forbid"``: an unknown key is an error, not a silent no-op.
 Strings may contain template expressions (``eps(l)``, ``z(l-1)``); they are expanded by
-:mod:`hiervae.spec.templates` after this schema has checked the shape of the document.
+:mod:`hiervae.language.templates` after this schema has checked the shape of the document.
 ``hiervae schema`` publishes :func:`json_schema` for editors.
 """
 

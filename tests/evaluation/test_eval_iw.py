@@ -8,8 +8,8 @@ import pyro
 import pytest
 import torch
 
-from hiervae.compile import elbo_terms
-from hiervae.evaluate import inference_mode, iw_log_likelihood, log_weights
+from hiervae.program import elbo_terms
+from hiervae.evaluation import inference_mode, iw_log_likelihood, log_weights
 
 
 def test_eval_heads_are_set_as_intended(lg):
@@ -74,7 +74,7 @@ def test_eval_mismatched_guide_converges(lg):
 
 def test_eval_chunks_accumulate_every_particle(lg, monkeypatch):
     """IW(chunk c) == logsumexp of exactly the K log weights drawn, whatever c."""
-    import hiervae.evaluate.iw as iw_module
+    import hiervae.evaluation.iw as iw_module
 
     program = lg.program("mismatched")
     x = lg.data(16)

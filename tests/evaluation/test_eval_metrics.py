@@ -1,4 +1,4 @@
-"""``evaluate``: IW mean / stderr, ELBO, KL per latent and active units on known answers."""
+"""``evaluate_split``: IW mean / stderr, ELBO, KL per latent and active units on known answers."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 from pyro import poutine
 
-from hiervae.compile import compile_graph
-from hiervae.evaluate import evaluate, inference_mode, iw_log_likelihood, log_weights, posterior_means
+from hiervae.program import build_program
+from hiervae.evaluation import evaluate_split, inference_mode, iw_log_likelihood, log_weights, posterior_means
 from hiervae.graph import build_graph, load_graph
-from hiervae.spec.load import parse_spec
-from hiervae.spec.schema import EvalSpec
+from hiervae.language.load import parse_spec
+from hiervae.language.schema import EvalSpec
 
 
 def kl_to_std_normal(loc: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
@@ -34,7 +34,7 @@ def test_eval_linear_gaussian_exact_answers(lg, batch_size):
     assert unit_var.min() < threshold < unit_var.max()
     spec = EvalSpec(importance_samples=20, chunk_size=7, batch_size=batch_size, active_units_threshold=threshold)
     pyro.set_rng_seed(0)
-    r = evaluate(program, x, spec, analytic_kl=True)
+    r = evaluate_split(program, x, spec, analytic_kl=True)
     assert r.examples == 53 and r.importance_samples == 20
     assert r.iw_log_likelihood == pytest.approx(lp.mean().item(), abs=1e-9)
     assert r.iw_log_likelihood_stderr == pytest.approx(lp.std().item() / math.sqrt(53), abs=1e-9)
@@ -53,7 +53,7 @@ def test_eval_split_limit_and_monte_carlo_kl(lg):
     program = lg.program()
     splits = SimpleNamespace(valid=lg.data(30, seed=1), test=lg.data(40, seed=2))
     spec = EvalSpec(importance_samples=5, chunk_size=5, batch_size=8)
-    r = evaluate(program, splits, spec, "valid", analytic_kl=False, limit=12)
+    r = evaluate_split(program, splits, spec, "valid", analytic_kl=False, limit=12)
     assert r.split == "valid" and r.examples == 12
     lp = lg.log_px(splits.valid[:12])
     assert r.iw_log_likelihood == pytest.approx(lp.mean().item(), abs=1e-9)
@@ -61,14 +61,14 @@ def test_eval_split_limit_and_monte_carlo_kl(lg):
     assert r.elbo == pytest.approx(lp.mean().item(), abs=1e-9)
     assert r.elbo_stderr == pytest.approx(lp.std().item() / math.sqrt(12), abs=1e-9)
     assert not r.analytic_kl
-    assert evaluate(program, splits, spec, "test", importance_samples=3).importance_samples == 3
+    assert evaluate_split(program, splits, spec, "test", importance_samples=3).importance_samples == 3
 
 
 def test_eval_mismatched_guide_iw_above_elbo(lg):
     pyro.set_rng_seed(1)
     program = lg.program("mismatched")
     x = lg.data(200, seed=6)
-    r = evaluate(program, x, EvalSpec(importance_samples=200, chunk_size=64, batch_size=64))
+    r = evaluate_split(program, x, EvalSpec(importance_samples=200, chunk_size=64, batch_size=64))
     assert r.iw_log_likelihood > r.elbo + 0.2
     assert r.iw_log_likelihood == pytest.approx(lg.log_px(x).mean().item(), abs=0.03)
 
@@ -76,12 +76,12 @@ def test_eval_mismatched_guide_iw_above_elbo(lg):
 def test_eval_active_units_of_a_collapsed_layer(quickstart_path):
     """A guide factor whose loc ignores x has 0 active units; the others are active."""
     torch.manual_seed(0)
-    program = compile_graph(load_graph(quickstart_path))
+    program = build_program(load_graph(quickstart_path))
     encoder = program.factors["eps1"].encoders["x"].net
     with torch.no_grad():
         encoder[-2].weight.zero_()  # the last Linear: eps1's context is a constant
     x = torch.bernoulli(torch.full((120, 64), 0.4))
-    r = evaluate(program, x, EvalSpec(importance_samples=2, chunk_size=2, batch_size=50, active_units_threshold=1e-6))
+    r = evaluate_split(program, x, EvalSpec(importance_samples=2, chunk_size=2, batch_size=50, active_units_threshold=1e-6))
     assert r.active_units["eps1"] == 0 and max(r.unit_variance["eps1"]) < 1e-10
     assert r.active_units["eps2"] == 4 and r.active_units["eps3"] == 4
     assert r.active_total == 8 and r.units_total == 12
@@ -90,7 +90,7 @@ def test_eval_active_units_of_a_collapsed_layer(quickstart_path):
 def test_eval_posterior_means_average_the_family_means(quickstart_path):
     """E_q[eps2 | x] = mean over eps1 ~ q of loc(q(eps2 | x, z1)): compare with the loc per sample."""
     torch.manual_seed(1)
-    program = compile_graph(load_graph(quickstart_path)).eval()
+    program = build_program(load_graph(quickstart_path)).eval()
     x = torch.bernoulli(torch.full((6, 64), 0.4))
     with inference_mode(program):
         pyro.set_rng_seed(3)
@@ -118,7 +118,7 @@ guide:
 def test_eval_iaf_guide_log_density_under_the_particle_plate():
     """The guide's cached log q of its own samples equals a fresh evaluation (sequential inverse)."""
     torch.manual_seed(0)
-    program = compile_graph(build_graph(parse_spec(IAF_SPEC))).double().eval()
+    program = build_program(build_graph(parse_spec(IAF_SPEC))).double().eval()
     x = torch.bernoulli(torch.full((5, 64), 0.4, dtype=torch.float64))
     with inference_mode(program):
         pyro.set_rng_seed(0)

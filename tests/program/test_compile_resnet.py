@@ -9,13 +9,13 @@ import pyro
 import pytest
 import torch
 
-from hiervae.compile import compile_graph, elbo_terms, loss
+from hiervae.program import build_program, elbo_terms, loss
 from hiervae.errors import SpecError
-from hiervae.evaluate.iw import iw_log_likelihood
+from hiervae.evaluation.iw import iw_log_likelihood
 from hiervae.graph import build_graph, load_graph
 from hiervae.nn.residual_layer import ResidualParamNet
 from hiervae.nn.resnet import ResNetDecoder, ResNetEncoder
-from hiervae.spec import parse_spec
+from hiervae.language import parse_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 RESNET_SPECS = ["sere_resnet_mnist", "sere_resnet_mnist_faithful"]
@@ -26,7 +26,7 @@ SMALL = ["vars.L=2", "data.dataset=digits", "data.validation=200", "model.1.x.ob
 
 
 def small_program(name: str, dtype=torch.float32):
-    return compile_graph(load_graph(SPECS / f"{name}.yaml", SMALL)).to(dtype)
+    return build_program(load_graph(SPECS / f"{name}.yaml", SMALL)).to(dtype)
 
 
 def digits_like(batch: int, dtype=torch.float32, seed: int = 0) -> torch.Tensor:
@@ -38,7 +38,7 @@ def digits_like(batch: int, dtype=torch.float32, seed: int = 0) -> torch.Tensor:
 def test_paper_networks_are_built(name):
     """Table 6 at full size: ResNet encoders of x, residual Gaussian layers whose evidence
     slice is x's 64 features (first in `given`), the transposed-convolution decoder."""
-    program = compile_graph(load_graph(SPECS / f"{name}.yaml", ["vars.L=3"]))
+    program = build_program(load_graph(SPECS / f"{name}.yaml", ["vars.L=3"]))
     for l in (1, 2, 3):
         factor = program.factors[f"eps{l}"]
         encoder = factor.encoders["x"]
@@ -55,7 +55,7 @@ def test_paper_networks_are_built(name):
 
 def test_evidence_slice_follows_given_order():
     text = (SPECS / "sere_resnet_mnist_faithful.yaml").read_text().replace("given: [x, z1..z(l-1)]", "given: [z1..z(l-1), x]")
-    program = compile_graph(build_graph(parse_spec(text, file="f.yaml", overrides=["vars.L=3"])))
+    program = build_program(build_graph(parse_spec(text, file="f.yaml", overrides=["vars.L=3"])))
     assert program.factors["eps3"].family.nets[0].evidence == (40, 104)  # after z1, z2 encoded to 20 each
     assert program.factors["eps1"].family.nets[0].evidence == (0, 64)
 
@@ -96,7 +96,7 @@ def test_iw_log_likelihood_is_finite_and_above_the_elbo():
 
 def _error(text: str, one_line, *overrides) -> str:
     with pytest.raises(SpecError) as err:
-        compile_graph(build_graph(parse_spec(text, file="r.yaml", overrides=list(overrides))))
+        build_program(build_graph(parse_spec(text, file="r.yaml", overrides=list(overrides))))
     return one_line(err)
 
 

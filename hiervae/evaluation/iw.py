@@ -3,7 +3,7 @@
     log p(x) ~= logsumexp_k [log p(x, eps_k) - log q(eps_k | x)] - log K,   eps_k ~ q(. | x)
 
 per data point.  Particles are a leading dimension of the direct evaluation of the
-program (:meth:`Program.evaluate` with ``particles``): every latent is drawn at batch
+program (:meth:`Program.walk` with ``particles``): every latent is drawn at batch
 shape ``(n, B)``, the networks see ``(n, B, F)`` inputs while ``x`` stays ``(B, D)``,
 so the evidence encoders of ``x`` run once per chunk on ``(B, F)``.
 Chunks of ``chunk`` particles are folded into a running logsumexp, so memory is bounded
@@ -23,7 +23,7 @@ from typing import Iterator
 import pyro
 import torch
 
-from hiervae.compile.program import Program
+from hiervae.program.program import Program
 from hiervae.nn.fold import folded_batch_norm
 from hiervae.nn.precision import network_precision
 
@@ -62,12 +62,12 @@ def log_weights(program: Program, x: torch.Tensor, particles: int) -> torch.Tens
     Call under :func:`inference_mode` (or take care of eval mode / no_grad yourself).
     Sums the model's log densities over its latent and observed sites and subtracts the
     guide's over its latent sites, from the direct evaluation of the program
-    (:meth:`Program.evaluate`, the same numbers as tracing the guide under a particle
+    (:meth:`Program.walk`, the same numbers as tracing the guide under a particle
     plate and replaying the model; transforms are deterministic and carry no density).
     """
     if x.dim() != 2:
         raise ValueError(f"x must be (batch, features), got shape {tuple(x.shape)}")
-    guide, model = program.evaluate(x, particles)
+    guide, model = program.walk(x, particles)
     obs = program.observed[0]
     log_p = model.dists[obs].log_prob(x)
     log_q = 0.0

@@ -6,14 +6,14 @@ import pyro
 import pytest
 import torch
 
-from hiervae.compile import compile_graph
-from hiervae.evaluate import iw_log_likelihood
+from hiervae.program import build_program
+from hiervae.evaluation import iw_log_likelihood
 from hiervae.graph import load_graph
 
 
 def test_eval_bf16_iw_is_close_to_fp32(quickstart_path):
     torch.manual_seed(0)
-    program = compile_graph(load_graph(quickstart_path)).eval()
+    program = build_program(load_graph(quickstart_path)).eval()
     x = torch.bernoulli(torch.full((30, 64), 0.4))
     pyro.set_rng_seed(5)
     fp32 = iw_log_likelihood(program, x, samples=40, chunk=20)
@@ -30,7 +30,7 @@ def test_eval_bf16_iw_is_close_to_fp32(quickstart_path):
 def test_eval_iw_makes_no_host_sync(quickstart_path, forbid_syncs):
     """The chunk loop of IW never waits for the device (a sync per chunk would serialise a GPU)."""
     graph = load_graph(quickstart_path, ["networks.gauss.batch_norm=true", "networks.decoder.batch_norm=true"])
-    program = compile_graph(graph)
+    program = build_program(graph)
     x = torch.bernoulli(torch.full((8, 64), 0.4))
     assert pyro.poutine.util.is_validation_enabled()  # Pyro's default: IW turns it off itself
     forbid_syncs["on"] = True

@@ -13,8 +13,8 @@ import math
 import pyro
 import torch
 
-from hiervae.compile import compile_graph
-from hiervae.evaluate import iw_log_likelihood, inference_mode
+from hiervae.program import build_program
+from hiervae.evaluation import iw_log_likelihood, inference_mode
 from hiervae.graph import load_graph
 
 
@@ -60,7 +60,7 @@ def reference_iw(program, x: torch.Tensor, K: int) -> torch.Tensor:
 def test_eval_iw_matches_hand_written_reference(quickstart_path):
     graph = load_graph(quickstart_path)
     torch.manual_seed(0)
-    program = compile_graph(graph).double().eval()
+    program = build_program(graph).double().eval()
     x = torch.bernoulli(torch.full((20, 64), 0.4, dtype=torch.float64))
     assert [f.given for f in graph.guide] == [("x",), ("x", "z1"), ("x", "z2")]
     with inference_mode(program):
@@ -76,7 +76,7 @@ def test_eval_iw_matches_hand_written_reference(quickstart_path):
 def test_eval_evidence_encoders_see_data_not_particles(quickstart_path):
     """Under the particle plate the x-encoders run once per chunk on (B, F), the rest on (K, B, F)."""
     graph = load_graph(quickstart_path)
-    program = compile_graph(graph)
+    program = build_program(graph)
     shapes: dict[str, list] = {}
     for latent, module in program.factors.items():
         for g, enc in module.encoders.items():
@@ -94,7 +94,7 @@ def test_eval_evidence_encoders_see_data_not_particles(quickstart_path):
 def test_eval_runs_batch_norm_in_eval_mode(quickstart_path):
     """A program left in training mode: IW must neither use batch statistics nor update them."""
     graph = load_graph(quickstart_path, ["networks.evidence.batch_norm=true", "networks.decoder.batch_norm=true"])
-    program = compile_graph(graph).train()
+    program = build_program(graph).train()
     bns = [m for m in program.modules() if isinstance(m, torch.nn.BatchNorm1d)]
     assert bns
     with torch.no_grad():

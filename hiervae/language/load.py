@@ -16,9 +16,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from hiervae.errors import Location, SpecError
-from hiervae.spec import schema as S
-from hiervae.spec.templates import Reference, TemplateError, expand_references, parse_loop, substitute
-from hiervae.spec.yaml_source import SourceMap, format_key, parse_yaml, read_yaml
+from hiervae.language import schema as S
+from hiervae.language.templates import Reference, TemplateError, expand_references, parse_loop, substitute
+from hiervae.language.yaml_source import SourceMap, format_key, parse_yaml, read_yaml
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from hiervae.compile import compile_graph
+from hiervae.program import build_program
 from hiervae.graph import build_graph
 from hiervae.nn.gaussian import VARIANCE_FLOOR
-from hiervae.spec.load import parse_spec
+from hiervae.language.load import parse_spec
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "specs" / "quickstart.yaml"
 
@@ -71,7 +71,7 @@ class LinearGaussian:
         return a, c, var
 
     def program(self, guide: str = "exact"):
-        program = compile_graph(self.graph).double()
+        program = build_program(self.graph).double()
         set_head(program.sites["x"], self.W, self.B, torch.full((3,), self.S2, dtype=torch.float64))
         set_head(program.factors["z"].family, *self.guide_params(guide))
         return program.eval()

@@ -62,12 +62,12 @@ def _write_json(obj, path: Path) -> None:
 def eval_command(args: argparse.Namespace) -> int:
     import pyro
 
-    from hiervae.evaluate.metrics import analytic_kl_valid, evaluate, pixel_dims
+    from hiervae.evaluation.metrics import analytic_kl_valid, evaluate_split, pixel_dims
 
     run, graph, program, splits = _load(args)
     pyro.set_rng_seed(args.seed)
     analytic = analytic_kl_valid(graph)
-    result = evaluate(program, splits, graph.eval, args.split, analytic_kl=analytic,
+    result = evaluate_split(program, splits, graph.eval, args.split, analytic_kl=analytic,
                       importance_samples=args.iw, limit=args.limit, progress=sys.stderr.isatty(),
                       pixel_dims=pixel_dims(graph))
     report = {"run": str(run.path), "spec": graph.name, "dataset": splits.name, "seed": args.seed,
@@ -85,7 +85,7 @@ def eval_command(args: argparse.Namespace) -> int:
 def sample_command(args: argparse.Namespace) -> int:
     import pyro
 
-    from hiervae.evaluate.samples import write_sample_grids
+    from hiervae.evaluation.samples import write_sample_grids
 
     run, graph, program, splits = _load(args)
     pyro.set_rng_seed(args.seed)
