@@ -24,7 +24,6 @@ verified files are opened, and then with an unpickler that only builds numpy arr
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import tarfile
@@ -37,6 +36,7 @@ from hiervae.data import files
 from hiervae.data.base import DATASETS, RawData, Source
 from hiervae.data.files import FileSpec
 from hiervae.errors import DataError
+from hiervae.fileio import file_memo
 
 NAME = "cifar10"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -62,25 +62,8 @@ IMAGE_SHAPE = (3, 32, 32)
 PIXELS = 3 * 32 * 32
 BINARIZE_MODES = ("none",)  # real-valued data: the only mode load_dataset should accept
 
-_MD5: dict[tuple[str, int, int], str] = {}
-_PARSED: dict[tuple, tuple] = {}
-
-
-def _key(path: Path) -> tuple[str, int, int]:
-    st = path.stat()
-    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
-
-
 def md5_of(path: Path) -> str:
-    """The file's md5 hex digest, computed at most once per process per version."""
-    key = _key(path)
-    if key not in _MD5:
-        h = hashlib.md5()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        _MD5[key] = h.hexdigest()
-    return _MD5[key]
+    return files.digest(path, "md5")
 
 
 def _check_md5(path: Path, expected: str) -> None:
@@ -182,14 +165,15 @@ def _read_batches(kind: str, path: Path) -> dict[str, bytes]:
 
 
 def _load(kind: str, path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
-    """Parsed uint8 batches, kept per process (keyed by path, size, mtime)."""
-    key = (kind, *_key(path))
-    if key not in _PARSED:
+    """Parsed uint8 batches, kept per process (:func:`hiervae.fileio.file_memo`)."""
+
+    def parse(path: Path):
         raw = _read_batches(kind, path)
         where = (lambda n: str(path / n)) if kind == "dir" else (lambda n: f"{path} member {FOLDER}/{n}")
         train = [parse_batch(raw[n], where(n)) for n in TRAIN_BATCHES]
-        _PARSED[key] = (train, parse_batch(raw[TEST_BATCH], where(TEST_BATCH)))
-    return _PARSED[key]
+        return train, parse_batch(raw[TEST_BATCH], where(TEST_BATCH))
+
+    return file_memo(path, f"cifar10-{kind}", parse)
 
 
 def load_raw(data_dir: str | Path | None = None, download: bool = True) -> RawData:

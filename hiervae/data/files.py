@@ -11,8 +11,8 @@ In each place both ``<root>/<dataset>/<file>`` and ``<root>/<file>`` are accepte
 first existing file wins.  A file that exists but has the wrong sha256 is an error, never
 skipped: silently training on another copy would hide the problem.
 
-Hashes are remembered per process, keyed by (path, size, mtime), because a training run
-loads the same files several times and hashing them each time is wasted work.
+Hashes are remembered per process (:func:`hiervae.fileio.file_memo`), because a training
+run loads the same files several times and hashing them each time is wasted work.
 
 Downloads stream to a temporary file in the destination directory, are hashed while
 they stream, and are renamed into place only when the sha256 matches, so an interrupted
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hiervae.errors import DataError
+from hiervae.fileio import file_memo, remember
 
 ENV_VAR = "HIERVAE_DATA"
 _CHUNK = 1 << 20
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 # Tests replace this to serve bytes without a network.
 _urlopen = urllib.request.urlopen
 
-# (resolved path, size, mtime_ns) -> sha256 hex digest.
-_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 @dataclass(frozen=True)
@@ -98,21 +97,21 @@ def find(dataset: str, name: str, data_dir: str | Path | None) -> Path | None:
     return next((p for p in candidates(dataset, name, data_dir) if p.is_file()), None)
 
 
-def _key(path: Path) -> tuple[str, int, int]:
-    st = path.stat()
-    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
+def digest(path: Path, algorithm: str = "sha256") -> str:
+    """The file's hex digest (``sha256``, ``md5``), computed at most once per process per version."""
+
+    def compute(p: Path) -> str:
+        h = hashlib.new(algorithm)
+        with open(p, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        return h.hexdigest()
+
+    return file_memo(path, algorithm, compute)
 
 
 def sha256_of(path: Path) -> str:
-    """The file's sha256 hex digest, computed at most once per process per version."""
-    key = _key(path)
-    if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        _DIGESTS[key] = h.hexdigest()
-    return _DIGESTS[key]
+    return digest(path, "sha256")
 
 
 def checksum_error(dataset: str, path: Path, spec: FileSpec, digest: str) -> DataError:
@@ -199,7 +198,7 @@ def download(dataset: str, spec: FileSpec) -> Path:
             failures.append(f"{url}: sha256 {digest[:12]}…, expected {spec.sha256[:12]}…")
             continue
         os.replace(tmp, dest)
-        _DIGESTS[_key(dest)] = digest
+        remember(dest, "sha256", digest)
         return dest
     raise DataError(
         f"{dataset}: could not download {spec.name} ({'; '.join(failures) or 'no mirrors'}); "

@@ -21,6 +21,7 @@ from hiervae.data import files
 from hiervae.data.base import DATASETS, RawData, Source
 from hiervae.data.files import FileSpec
 from hiervae.errors import DataError
+from hiervae.fileio import file_memo
 
 NAME = "mnist"
 MIRRORS = (
@@ -40,8 +41,6 @@ FILES = {
     "test_images": _spec("t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
     "test_labels": _spec("t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
 }
-
-_PARSED: dict[tuple[str, int, int], np.ndarray] = {}
 
 
 def _corrupt(path: Path, what: str) -> DataError:
@@ -72,11 +71,7 @@ def read_idx(path: str | Path, magic: int) -> np.ndarray:
 
 
 def _parsed(path: Path, magic: int) -> np.ndarray:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _PARSED:
-        _PARSED[key] = read_idx(path, magic)  # frombuffer over bytes: already read-only
-    return _PARSED[key]
+    return file_memo(path, f"idx{magic}", lambda p: read_idx(p, magic))  # frombuffer over bytes: read-only
 
 
 def _split(paths: dict[str, Path], prefix: str, count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ import networkx as nx
 
 from hiervae.graph.catalog import FAMILIES
 from hiervae.graph.dsep import PathStep, computable, functional_closure, independent_given_closure, open_path
-from hiervae.graph.ir import LATENT, TRANSFORM, ModelGraph
+from hiervae.graph.ir import TRANSFORM, ModelGraph
 
 
 @dataclass(frozen=True)

@@ -263,7 +263,7 @@ def _entries(
             other = "factors" if body_key == "nodes" else "nodes"
             if other in entry:
                 raise SpecError(f"a `for` block in {section} lists `{body_key}`, not `{other}`", source.at(path + (other,)))
-            loop = _validate(S.LoopSpec, entry, source, path)
+            _validate(S.LoopSpec, entry, source, path)
             body = entry.get(body_key)
             if body is None:
                 raise SpecError(f"a `for` block in {section} needs `{body_key}`", source.at(path))

@@ -26,7 +26,7 @@ import ast
 import operator
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Mapping
 
 _INDEXED = re.compile(r"^(.*?)(\d+)$")
 _RANGE = re.compile(r"^(?P<a>[^.\s]+)\.\.(?P<b>[^.\s]+)$")

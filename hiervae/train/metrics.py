@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
+
+from hiervae.fileio import atomic_file
 
 
 class EpochStats:
@@ -122,14 +122,8 @@ class MetricsLog:
                 and r.get("kind") != "stopped"]
         if len(keep) == len(records) and self.path.is_file():
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        with os.fdopen(fd, "w") as f:
+        with atomic_file(self.path, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in keep)
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
-        os.replace(tmp, self.path)
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -7,9 +7,9 @@ viewer never sees a half-written image.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from hiervae.fileio import atomic_file
 from typing import Any, Sequence
 
 LEARNING_CURVES = "learning_curves.png"
@@ -20,22 +20,8 @@ def _save(fig, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    with atomic_file(path, fsync=False) as f:
+        fig.savefig(f, dpi=100, format="png")
 
 
 def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
