@@ -226,7 +226,8 @@ def load_program(args, device: torch.device):
         from hiervae.run import RunDir
 
         run = RunDir(args.run).require()
-        graph, program = run.load_program(device)
+        trained = run.load_trained(device)
+        graph, program = trained.graph, trained.program
         data = graph.data
         splits = load_dataset(data.dataset, data_dir=args.data_dir or data.data_dir, binarize=data.binarize,
                               validation=data.validation, download=False)

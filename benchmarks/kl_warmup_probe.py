@@ -5,7 +5,7 @@
     python benchmarks/kl_warmup_probe.py specs/sere_resnet_mnist_faithful.yaml --steps 60 --beta schedule
     python benchmarks/kl_warmup_probe.py SPEC --beta 0.004 --set networks.decoder.batch_norm=false
 
-Trains the spec's program with hiervae's own :class:`~hiervae.train.loop.Trainer` on its
+Trains the spec's program with hiervae's own :class:`~hiervae.train.trainer.Trainer` on its
 real data (``--data-dir``, default ``$HIERVAE_DATA`` or /work/shared/data), from the
 training seed, for ``--steps`` steps of epoch 0, and prints the largest per-layer KL
 (nats per image, the batch mean) every ``--every`` steps.  ``--beta``: ``zero`` (beta = 0
@@ -26,7 +26,8 @@ import torch
 from hiervae.program import build_program
 from hiervae.data.datasets import load_dataset
 from hiervae.graph import load_graph
-from hiervae.train.loop import Trainer, check_data_matches, select_analytic_kl
+from hiervae.train import Trainer, check_data_matches
+from hiervae.policy import select_analytic_kl
 from hiervae.train.metrics import EpochStats
 
 

@@ -154,8 +154,8 @@ def _correspondence(program, ref: SeReVAE):
         yield ref.evidence[i], factor.encoders["x"]
         if l > 1:
             yield ref.latent[i - 1], factor.encoders[f"z{l - 1}"]
-        yield ref.q_loc[i], factor.family.nets[0].mlp
-        yield ref.q_scale[i], factor.family.nets[1].mlp
+        yield ref.q_loc[i], factor.family.nets[0].net
+        yield ref.q_scale[i], factor.family.nets[1].net
         prior, bij = sites[f"eps{l}"].nets, sites[f"z{l}"].nets
         if l == 1:
             yield ref.p1_loc, prior[0].const
@@ -164,12 +164,12 @@ def _correspondence(program, ref: SeReVAE):
             yield ref.f1_raw, bij[1].const
             yield ref.f1_u, bij[2].const
         else:
-            yield ref.p_loc[i - 1], prior[0].mlp
-            yield ref.p_scale[i - 1], prior[1].mlp
-            yield ref.f_shift[i - 1], bij[0].mlp
-            yield ref.f_raw[i - 1], bij[1].mlp
-            yield ref.f_u[i - 1], bij[2].mlp
-    yield ref.decoder, sites[program.observed[0]].net.mlp
+            yield ref.p_loc[i - 1], prior[0].net
+            yield ref.p_scale[i - 1], prior[1].net
+            yield ref.f_shift[i - 1], bij[0].net
+            yield ref.f_raw[i - 1], bij[1].net
+            yield ref.f_u[i - 1], bij[2].net
+    yield ref.decoder, sites[program.observed[0]].net.net
 
 
 def parameter_pairs(program, ref: SeReVAE) -> list[tuple[nn.Parameter, nn.Parameter]]:

@@ -1,104 +1,22 @@
-"""Command line: ``hiervae check | render | schema | fit``.
+"""Command line: ``hiervae check | render | schema | fit | eval | sample`` (arguments only;
+the bodies are in :mod:`hiervae.commands`).
 
 Every command turns a :class:`~hiervae.errors.HiervaeError` into one line on stderr and
-exit code 2, without a traceback; heavy imports (torch, pyro) happen inside the
-commands that need them, so ``check`` and ``schema`` start fast.
+exit code 2, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
+from hiervae.commands import COMMANDS
 from hiervae.errors import HiervaeError
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-
-def command(name: str):
-    def decorate(fn: Callable[[argparse.Namespace], int]):
-        COMMANDS[name] = fn
-        return fn
-
-    return decorate
-
 
 def _add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="spec file (YAML)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a spec value, e.g. vars.L=100 (repeatable)")
-
-
-# ---------------------------------------------------------------- check
-@command("check")
-def run_check(args: argparse.Namespace) -> int:
-    from hiervae.graph import load_graph
-    from hiervae.graph.faithfulness import check
-    from hiervae.graph.report import format_report
-
-    graph = load_graph(args.spec, args.overrides)
-    report = check(graph, max_suggestions=None if args.all else 25)
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        print(format_report(graph, report, show_all=args.all))
-    return 0 if report.faithful else 1
-
-
-# ---------------------------------------------------------------- render
-@command("render")
-def run_render(args: argparse.Namespace) -> int:
-    from hiervae.graph import load_graph
-    from hiervae.graph.faithfulness import check
-    from hiervae.render import write
-
-    graph = load_graph(args.spec, args.overrides)
-    report = check(graph, max_suggestions=0) if args.check else None
-    paths = write(graph, Path(args.out), formats=(args.format,), report=report, dot_only=args.dot)
-    for path in paths:
-        print(path)
-    return 0
-
-
-# ---------------------------------------------------------------- fit
-@command("fit")
-def run_fit(args: argparse.Namespace) -> int:
-    import os
-
-    import torch
-
-    from hiervae.errors import display_path
-    from hiervae.train import fit
-    from hiervae.train.distributed import launch, launched_by_torchrun
-
-    overrides = list(args.overrides)
-    if args.epochs is not None:
-        overrides.append(f"train.epochs={args.epochs}")
-    options = dict(out=args.out, device=args.device, resume=args.resume, data_dir=args.data_dir,
-                   download=not args.no_download, quiet=args.quiet)
-    if args.nproc is not None and args.nproc > 1:  # N local processes; this one only waits for them
-        result = launch(args.nproc, args.spec, overrides, threads=args.threads, **options)
-    else:
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
-        torchrun = launched_by_torchrun()
-        result = fit(args.spec, overrides, distributed=torchrun, **options)
-        if torchrun and os.environ.get("RANK") != "0":
-            return 0  # rank 0 reports (an error, though, is printed by every rank that meets it)
-    run = result.run
-    shown = lambda p: display_path(p)  # noqa: E731
-    elbo = "n/a (no validation split)" if result.valid_elbo is None else f"{result.valid_elbo:.3f} nats"
-    best = "" if result.best_valid_elbo is None else f" (best {result.best_valid_elbo:.3f})"
-    kl = "analytic KL" if result.analytic_kl else "Monte Carlo KL"
-    print(f"trained {result.epochs} epochs ({result.step} steps, {kl}) in {result.seconds:.1f} s; final validation ELBO {elbo}{best}")
-    print(f"  run directory: {shown(run.path)}")
-    print(f"  checkpoint:    {shown(run.checkpoint)}")
-    print(f"  metrics:       {shown(run.metrics)}")
-    print(f"  plots:         {shown(run.plots)}/")
-    print(f"  tensorboard:   tensorboard --logdir {shown(run.tensorboard)}")
-    return 0
 
 
 def _positive_int(text: str) -> int:
@@ -109,30 +27,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
-
-
-# ---------------------------------------------------------------- schema
-@command("schema")
-def run_schema(args: argparse.Namespace) -> int:
-    from hiervae.language import json_schema
-
-    print(json.dumps(json_schema(), indent=2))
-    return 0
-
-
-# ---------------------------------------------------------------- eval / sample
-@command("eval")
-def run_eval(args: argparse.Namespace) -> int:
-    from hiervae.evaluation.commands import eval_command
-
-    return eval_command(args)
-
-
-@command("sample")
-def run_sample(args: argparse.Namespace) -> int:
-    from hiervae.evaluation.commands import sample_command
-
-    return sample_command(args)
 
 
 def _add_eval_sample_parsers(sub) -> None:

@@ -4,7 +4,8 @@ Layout::
 
     RUN/spec.yaml          the resolved spec (overrides applied): the run's source of truth
     RUN/checkpoint.pt      latest state, written atomically (temp file + os.replace)
-    RUN/metrics.jsonl      one JSON object per line (train steps summary, epochs, eval)
+    RUN/metrics.jsonl      one JSON object per line (epochs, compile time, a stop)
+    RUN/eval_SPLIT.json    the last `hiervae eval` of a split
     RUN/tensorboard/       TensorBoard event files
     RUN/plots/             learning curves and per-layer KL (PNG)
 
@@ -14,6 +15,7 @@ torn one, so ``fit --resume`` can always continue.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,13 @@ import torch
 
 from hiervae.errors import RunError, display_path
 from hiervae.fileio import atomic_file
+
+
+@dataclass(frozen=True)
+class Trained:
+    graph: Any
+    program: Any
+    analytic_kl: bool
 
 
 class RunDir:
@@ -60,8 +69,10 @@ class RunDir:
 
         return load_graph(self.spec)
 
-    def load_program(self, device: str | torch.device = "cpu"):
-        """(graph, program) with the checkpoint's weights, in eval mode."""
+    def load_trained(self, device: str | torch.device = "cpu") -> "Trained":
+        """The graph, the program with the checkpoint's weights (in eval mode) and the
+        run's analytic-KL decision (the one ``fit`` trained with)."""
+        from hiervae.policy import select_analytic_kl
         from hiervae.program import build_program
 
         graph = self.load_graph()
@@ -69,9 +80,11 @@ class RunDir:
         state = self.load_checkpoint(map_location=device)
         try:
             program.load_state_dict(state["program"])
-        except (KeyError, RuntimeError) as err:
+        except (KeyError, RuntimeError, TypeError, AttributeError) as err:
             raise RunError(f"{display_path(self.checkpoint)}: does not match {display_path(self.spec)} ({str(err).splitlines()[0]})") from None
-        return graph, program.eval()
+        analytic = state.get("analytic_kl") if isinstance(state, dict) else None
+        analytic = select_analytic_kl(graph) if not isinstance(analytic, bool) else analytic
+        return Trained(graph, program.eval(), analytic)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Sequence
 
 from hiervae.graph import load_graph
-from hiervae.graph.catalog import FAMILIES
 from hiervae.graph.dsep import functional_closure
 from hiervae.graph.faithfulness import FactorResult, Report, check
 from hiervae.graph.ir import OBSERVED, ModelGraph
@@ -134,17 +133,6 @@ def _path_text(graph: ModelGraph, result: FactorResult) -> str:
     return out
 
 
-def _no_kl_families(graph: ModelGraph) -> list[str]:
-    found: dict[str, None] = {}
-    for f in graph.guide:
-        if not FAMILIES[f.family].analytic_kl:
-            found[f"{f.family} (guide)"] = None
-        prior = graph.nodes[f.latent].family
-        if not FAMILIES[prior].analytic_kl:
-            found[f"{prior} (prior)"] = None
-    return list(found)
-
-
 def _analytic_kl_cell(c: Checked) -> str:
     if not c.report.factors:
         return "n/a (no latents)"
@@ -154,7 +142,7 @@ def _analytic_kl_cell(c: Checked) -> str:
     if not c.report.mean_field_ok:
         why.append("structure: " + "; ".join(c.report.mean_field_problems))
     if not c.report.analytic_kl_families:
-        why.append("no closed-form KL for " + ", ".join(_no_kl_families(c.graph)))
+        why.append("no closed-form KL for " + ", ".join(f"{g} (guide)" for g in c.report.kl_families_missing))
     return "no - " + "; ".join(why)
 
 

@@ -6,7 +6,7 @@ whose rows are the 1024 red, then green, then blue values of a 32 x 32 image, ea
 channel row-major, and ``b"labels"``, N integers in 0-9.  Images come back as float32
 ``pixel / 255`` in [0, 1], flattened in that CHW order (``image_shape = (3, 32, 32)``);
 labels as int64.  Values are continuous intensities: only ``binarize: none`` makes
-sense (the flow likelihoods dequantise them, see :func:`hiervae.nn.flows.dequantize`).
+sense (a flow likelihood needs them dequantised, see :mod:`hiervae.data.dequantize`).
 
 Where the files may be (see ``files.py`` for the roots ``--data-dir`` /
 ``HIERVAE_DATA`` / cache, each as ``<root>/cifar10/...`` or ``<root>/...``): the

@@ -5,7 +5,7 @@ would grow without bound by putting spikes on the grid points.  Adding ``u ~ U[0
 turns each pixel into a point of its bin ``[k/256, (k+1)/256)``; the density of ``v``
 on [0, 1]^D then lower-bounds the probability of the discrete pixels,
 ``log P(k) >= E_u[log p(v)] - D log 256`` (Theis et al. 2016), which is what bits/dim
-report (:func:`hiervae.nn.flows.bits_per_dim`).
+report (:func:`bits_per_dim`).
 
 Where the noise comes from (``data.dequantize: uniform``):
 
@@ -16,16 +16,18 @@ Where the noise comes from (``data.dequantize: uniform``):
   (:func:`dequantize_fixed`, ``EVAL_SEEDS``), so every run and model is scored on the
   same values.
 
-This module is the single implementation; :mod:`hiervae.nn.flows` re-exports
-:func:`dequantize`.
+This module is the single implementation of dequantisation and of bits/dim.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
 DEQUANTIZE_MODES = ("none", "uniform")
+LOG_256 = math.log(256.0)
 _ROWS_PER_CHUNK = 8192
 
 
@@ -69,3 +71,12 @@ def dequantize_fixed(x: np.ndarray, seed: int) -> np.ndarray:
         u = rng.random_sample(block.shape).astype(np.float32)
         out[i : i + len(block)] = dequantize(torch.from_numpy(np.asarray(block, np.float32)), torch.from_numpy(u)).numpy()
     return out
+
+
+def bits_per_dim(log_prob_nats: torch.Tensor | float, D: int) -> torch.Tensor | float:
+    """Bits per dimension of 8-bit data from ``log p(v)``, the density on [0, 1]^D (nats).
+
+    ``-(log p(v) - D log 256) / (D log 2)``: the ``- D log 256`` turns the density on
+    [0, 1]^D into the density of the 256-level pixel values on [0, 256)^D.
+    """
+    return -(log_prob_nats - D * LOG_256) / (D * math.log(2.0))

@@ -5,8 +5,8 @@
 * the ELBO (one guide sample per point, analytic KL where the caller says it is valid)
   and its per-latent KL terms (means);
 * bits per dimension of the IW log-likelihood and the ELBO, for 8-bit images
-  dequantised to [0, 1]^D (``data.dequantize: uniform``; :func:`pixel_dims`):
-  ``-(log p(v) - D log 256) / (D log 2)`` (:func:`hiervae.nn.flows.bits_per_dim`);
+  dequantised to [0, 1]^D (``data.dequantize: uniform``; ``ModelGraph.pixel_dims``):
+  ``-(log p(v) - D log 256) / (D log 2)`` (:func:`hiervae.data.dequantize.bits_per_dim`);
 * active units (Burda et al. 2016): unit ``u`` of a latent is active when
   ``Var_x(E_{q(u|x)}[u]) > threshold`` (0.01).  ``E_q[u | x]`` is estimated by averaging
   over ``posterior_samples`` guide samples of the latent's conditioning inputs the
@@ -37,7 +37,7 @@ from pyro import poutine
 from hiervae.program.objective import elbo_terms
 from hiervae.program.program import Program
 from hiervae.evaluation.iw import inference_mode, program_device, iw_log_likelihood
-from hiervae.nn.flows import bits_per_dim
+from hiervae.data.dequantize import bits_per_dim
 from hiervae.language.schema import EvalSpec
 
 
@@ -161,7 +161,7 @@ def evaluate_split(
     ``eval_spec.batch_size`` examples, ``eval_spec.chunk_size`` particles at a time.
     A split that is re-sampled every training batch (dynamic binarisation or
     dequantisation of ``train``) is scored on one fixed sample (``DataSplits.fixed``).
-    ``pixel_dims`` (``D``, see :func:`pixel_dims`) adds bits/dim to the result.
+    ``pixel_dims`` (``D``, ``ModelGraph.pixel_dims``) adds bits/dim to the result.
     """
     from tqdm import tqdm
 
@@ -230,25 +230,3 @@ def evaluate_split(
         seconds=time.perf_counter() - start,
         **bpd,
     )
-
-
-def pixel_dims(graph) -> int | None:
-    """``D`` for bits/dim when the data are 8-bit pixels dequantised to [0, 1]^D
-    (``data.dequantize: uniform``): the observation's size; else None (no bits/dim)."""
-    if graph.data.dequantize == "none":
-        return None
-    return graph.nodes[graph.observed[0]].dim
-
-
-def analytic_kl_valid(graph) -> bool:
-    """Whether the run's ELBO uses analytic KL: ``train.elbo`` (auto: where ``check`` allows it)."""
-    mode = graph.train.elbo
-    if mode == "mean_field":
-        return True
-    if mode == "trace":
-        return False
-    from hiervae.graph.catalog import FAMILIES
-    from hiervae.graph.faithfulness import mean_field_problems
-
-    families_ok = all(FAMILIES[f.family].analytic_kl and FAMILIES[graph.nodes[f.latent].family].analytic_kl for f in graph.guide)
-    return families_ok and not mean_field_problems(graph)

@@ -1,22 +1,81 @@
 """Spec -> :class:`ModelGraph`, with the graph-level validation a schema cannot do.
 
 Each rule raises a one-line :class:`SpecError` at the declaration that breaks it:
-unknown families or transform kinds, duplicate names, dangling references, cycles,
-dimension mismatches, a latent without exactly one guide factor, or a guide factor
-conditioned on something not computable before it is sampled.
+unknown families or transform kinds, a family in a role it cannot play, options a
+family or transform does not take (or of the wrong type), network keys nothing would
+read, unknown activations, duplicate names, dangling references, cycles, dimension
+mismatches, a latent without exactly one guide factor, a guide factor conditioned on
+something not computable before it is sampled, or a merge its families cannot do.  The
+facts come from the registered classes themselves (:mod:`hiervae.nn.registry`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+from typing import Any
+
 import networkx as nx
 
-from hiervae.errors import SpecError
-from hiervae.graph.catalog import FAMILIES, TRANSFORMS, families_for
+from hiervae.errors import Location, SpecError
 from hiervae.graph.dsep import Closure
 from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
 from hiervae.language import FactorDecl, NodeDecl, Spec
+from hiervae.language.net import Net
+from hiervae.nn import ACTIVATIONS, FAMILIES, TRANSFORMS
+from hiervae.nn.registry import ENCODER_KEYS, Configurable, unused_net_keys
 
 _ROLE = {LATENT: "prior", OBSERVED: "likelihood"}
+
+
+def families_for(role: str) -> list[str]:
+    return [name for name in FAMILIES.names() if role in FAMILIES.get(name).roles]
+
+
+class NetChecks:
+    """Every written network key must be read by what it builds.  A key written inline is
+    checked at once; a key of a named template, used by several consumers that read
+    different keys, only has to be read by one of them (checked at :meth:`finish`)."""
+
+    def __init__(self) -> None:
+        self.unread: dict[tuple[str, str], tuple[Location, str]] = {}  # (template, key) -> where, why
+        self.read: set[tuple[str, str]] = set()
+
+    def check(self, net: Net | None, reads: frozenset[str], kinds: frozenset[str], what: str, where: Location) -> None:
+        """A one-line error for a network kind the consumer cannot use, a key of another
+        kind, an unknown activation, or an inline key nothing reads."""
+        if net is None:
+            return
+        problems = {key: (why, always) for key, why, always in unused_net_keys(net, reads, kinds)}
+        for key, (why, always) in problems.items():
+            template = net.templates.get(key, "")
+            if always or not template:
+                raise SpecError(f"{what}: {why}", net.location(key) if key in net.where else where)
+            self.unread.setdefault((template, key), (net.location(key), why))
+        for key in net.written:
+            template = net.templates.get(key, "")
+            if template and key not in problems:
+                self.read.add((template, key))
+        for key in ("activation", "out_activation"):
+            value = getattr(net, key)
+            if value is not None and value not in ACTIVATIONS:
+                raise SpecError(f"unknown activation {value!r} (known: {', '.join(ACTIVATIONS.names())})", net.location(key))
+
+    def finish(self) -> None:
+        for (template, key), (where, why) in self.unread.items():
+            if (template, key) not in self.read:
+                raise SpecError(f"{why}, and no other use of template {template!r} reads it", where)
+
+    def consumer(self, cls: type[Configurable], name: str, net: Net | None, options: dict[str, Any], decl) -> None:
+        """The options and network of one registered class, as the compiler will build it."""
+        try:
+            cls.validate_options(options)
+        except ValueError as err:
+            key = next((k for k in options if repr(k) in str(err)), None)
+            raise SpecError(f"{name}: {err}", decl.at("options", key) if key else decl.at("options")) from None
+        if net is not None and "net" not in inspect.signature(cls).parameters:
+            raise SpecError(f"{name} has no network (no parameters to compute): remove `net`", decl.at("net"))
+        self.check(net, cls.net_keys, cls.net_kinds, name, decl.at("net"))
 
 
 def _shape(value: int | list[int]) -> tuple[int, ...]:
@@ -36,15 +95,19 @@ def _resolve_given(decl: NodeDecl | FactorDecl, declared: set[str]) -> tuple[str
     return tuple(out)
 
 
-def _node(decl: NodeDecl, declared: set[str], nodes: dict[str, ModelNode]) -> ModelNode:
+def _node(decl: NodeDecl, declared: set[str], nodes: dict[str, ModelNode], nets: NetChecks) -> ModelNode:
     spec, loc = decl.spec, decl.location
     given = _resolve_given(decl, declared)
     if decl.kind == TRANSFORM:
+        if spec.transform not in TRANSFORMS:
+            raise SpecError(f"unknown transform {spec.transform!r} (known: {', '.join(TRANSFORMS.names())})", decl.at("transform"))
         kind = TRANSFORMS.get(spec.transform)
-        if kind is None:
-            raise SpecError(f"unknown transform {spec.transform!r} (known: {', '.join(sorted(TRANSFORMS))})", decl.at("transform"))
+        nets.consumer(kind, spec.transform, decl.net, dict(spec.options), decl)
         if kind.bijective and decl.input is None:
             raise SpecError(f"transform {spec.transform!r} is bijective and needs an `input`", loc)
+        if not kind.bijective and decl.input is not None:
+            raise SpecError(f"transform {spec.transform!r} is not bijective and takes no `input` "
+                            f"(list what it reads in given)", decl.at("input"))
         if decl.input is not None:
             if decl.input not in declared:
                 raise SpecError(f"unknown node {decl.input!r} as input", decl.at("input"))
@@ -70,15 +133,21 @@ def _node(decl: NodeDecl, declared: set[str], nodes: dict[str, ModelNode]) -> Mo
 
     family = spec.dist
     role = _ROLE[decl.kind]
-    if family not in FAMILIES or role not in FAMILIES[family].roles:
+    if family not in FAMILIES or role not in FAMILIES.get(family).roles:
         raise SpecError(f"unknown {role} family {family!r} (known: {', '.join(families_for(role))})", decl.at("dist"))
-    if family == "std_normal" and given:
-        raise SpecError("a std_normal prior has no parameters and cannot be conditioned (remove `given`)", decl.at("given"))
+    cls = FAMILIES.get(family)
+    if given and "net" not in inspect.signature(cls).parameters:
+        raise SpecError(f"a {family} {role} has no parameters and cannot be conditioned (remove `given`)", decl.at("given"))
+    nets.consumer(cls, family, decl.net, dict(spec.options), decl)
+    if decl.kind == LATENT and not cls.reparameterized:
+        raise SpecError(f"{family} has no reparameterised sampler, and hiervae trains latents by pathwise gradients "
+                        f"only; use a reparameterisable family", decl.at("dist"))
     shape = _shape(spec.latent if decl.kind == LATENT else spec.observed)
     return ModelNode(decl.name, decl.kind, shape, family, given, None, decl.net, dict(spec.options), loc)
 
 
-def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: set[str], sampled: set[str]) -> GuideFactor:
+def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: set[str], sampled: set[str],
+            nets: NetChecks) -> GuideFactor:
     loc = decl.location
     if decl.latent not in nodes:
         raise SpecError(f"guide factor for {decl.latent!r}, which the model does not declare", loc)
@@ -87,8 +156,13 @@ def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: set[str], 
     if decl.latent in sampled:
         raise SpecError(f"a second guide factor for {decl.latent!r}", loc)
     spec = decl.spec
-    if spec.dist not in FAMILIES or "guide" not in FAMILIES[spec.dist].roles:
+    if spec.dist not in FAMILIES or "guide" not in FAMILIES.get(spec.dist).roles:
         raise SpecError(f"unknown guide family {spec.dist!r} (known: {', '.join(families_for('guide'))})", decl.at("dist"))
+    cls = FAMILIES.get(spec.dist)
+    nets.consumer(cls, spec.dist, decl.net, dict(spec.options), decl)
+    if not cls.reparameterized:
+        raise SpecError(f"{spec.dist} has no reparameterised sampler, and hiervae trains latents by pathwise "
+                        f"gradients only; use a reparameterisable family", decl.at("dist"))
     given = _resolve_given(decl, set(nodes))
     for g in given:
         if g == decl.latent:
@@ -100,10 +174,17 @@ def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: set[str], 
             )
     dropped = {r.name for r in decl.given if r.soft and r.name not in nodes}  # boundary references
     encoders = {k: v for k, v in decl.encoders.items() if k not in dropped}
-    for key in encoders:
+    for key, net in encoders.items():
         if key not in given:
             raise SpecError(f"encoder for {key!r}, which is not in given", decl.at("encoders", decl.encoder_keys.get(key, key)))
+        nets.check(net, ENCODER_KEYS, frozenset({"mlp", "resnet"}), f"encoder of {key}",
+                   decl.at("encoders", decl.encoder_keys.get(key, key)))
     if spec.merge == "prior":
+        prior = nodes[decl.latent].family
+        if prior not in cls.merges_with:
+            partners = ", ".join(sorted(cls.merges_with)) or "nothing"
+            raise SpecError(f"merge: prior combines the guide's {spec.dist} with the prior's {prior}, and {spec.dist} "
+                            f"merges with {partners}", decl.at("merge"))
         missing = [p for p in nodes[decl.latent].parents if p not in given]
         if missing:
             raise SpecError(f"merge: prior needs the prior's inputs in given (missing {', '.join(missing)})", decl.at("merge"))
@@ -112,11 +193,12 @@ def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: set[str], 
 
 def build_graph(spec: Spec) -> ModelGraph:
     declared = {d.name for d in spec.nodes}
+    nets = NetChecks()
     nodes: dict[str, ModelNode] = {}
     for decl in spec.nodes:
         if decl.name in nodes:
             raise SpecError(f"node {decl.name!r} is declared twice (first at line {nodes[decl.name].location.line})", decl.location)
-        nodes[decl.name] = _node(decl, declared, nodes)
+        nodes[decl.name] = _node(decl, declared, nodes, nets)
 
     dag = nx.DiGraph()
     dag.add_nodes_from(nodes)
@@ -131,6 +213,13 @@ def build_graph(spec: Spec) -> ModelGraph:
         raise SpecError(f"the model has a cycle: {' -> '.join(names)}", nodes[cycle[0][1]].location)
     order = {n: i for i, n in enumerate(nx.topological_sort(dag))}
     nodes = dict(sorted(nodes.items(), key=lambda kv: order[kv[0]]))
+    for name, node in list(nodes.items()):
+        if node.kind == TRANSFORM:
+            try:
+                target = TRANSFORMS.get(node.family).applied_to(name, nodes)
+            except ValueError as err:
+                raise SpecError(str(err), node.location) from None
+            nodes[name] = dataclasses.replace(node, applied_to=target)
     if not any(n.kind == OBSERVED for n in nodes.values()):
         raise SpecError("the model has no observed node", spec.source.at(("model",)))
 
@@ -140,9 +229,10 @@ def build_graph(spec: Spec) -> ModelGraph:
     sampled: set[str] = set()
     factors: list[GuideFactor] = []
     for decl in spec.guide:
-        factors.append(_factor(decl, nodes, available.members, sampled))
+        factors.append(_factor(decl, nodes, available.members, sampled, nets))
         sampled.add(decl.latent)
         available.add([decl.latent])
+    nets.finish()
     missing = [n for n, v in nodes.items() if v.kind == LATENT and n not in sampled]
     if missing:
         raise SpecError(f"no guide factor for latent {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""), spec.source.at(("guide",)))

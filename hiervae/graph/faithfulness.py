@@ -18,9 +18,9 @@ from typing import Iterable
 
 import networkx as nx
 
-from hiervae.graph.catalog import FAMILIES
 from hiervae.graph.dsep import PathStep, computable, functional_closure, independent_given_closure, open_path
 from hiervae.graph.ir import TRANSFORM, ModelGraph
+from hiervae.nn.registry import FAMILIES
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Report:
     mean_field_problems: list[str] = field(default_factory=list)
     analytic_kl_families: bool = True  # every (guide, prior) family pair has a closed-form KL
     node_order: tuple[str, ...] = ()  # the model's topological order, for stable listings
+    kl_families_missing: list[str] = field(default_factory=list)  # guide families without a closed form
 
     def _order(self, name: str) -> int:
         return self.node_order.index(name) if name in self.node_order else len(self.node_order)
@@ -113,6 +114,13 @@ def suggest(dag: nx.DiGraph, latent: str, earlier: list[str], observed: list[str
     return tuple(o for o in current if o in observed) + tuple(kept)
 
 
+def closed_form_kl_missing(graph: ModelGraph) -> list[str]:
+    """Guide families (sorted) that have no closed-form KL against their latent's prior
+    family (``Family.analytic_kl_with``); empty when every factor has one."""
+    return sorted({f.family for f in graph.guide
+                   if graph.nodes[f.latent].family not in FAMILIES.get(f.family).analytic_kl_with})
+
+
 def mean_field_problems(graph: ModelGraph) -> list[str]:
     """Pyro's analytic-KL ELBO needs each latent's model parents to be computable in the guide
     without that latent: no parent may depend on it, directly or through guide samples
@@ -164,8 +172,6 @@ def check(graph: ModelGraph, max_suggestions: int | None = None) -> Report:
                 suggestion = suggest(dag, factor.latent, earlier, observed, factor.given)
         results.append(FactorResult(factor.latent, factor.given, passed, query, path, suggestion))
         earlier.append(factor.latent)
-    families_ok = all(
-        FAMILIES[f.family].analytic_kl and FAMILIES[graph.nodes[f.latent].family].analytic_kl for f in graph.guide
-    )
     problems = mean_field_problems(graph)
-    return Report(graph.name, results, not problems, problems, families_ok, tuple(graph.nodes))
+    missing = closed_form_kl_missing(graph)
+    return Report(graph.name, results, not problems, problems, not missing, tuple(graph.nodes), missing)

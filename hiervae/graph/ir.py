@@ -18,6 +18,7 @@ import networkx as nx
 
 from hiervae.errors import Location
 from hiervae.language import schema as S
+from hiervae.language.net import Net
 
 LATENT, TRANSFORM, OBSERVED = "latent", "transform", "observed"
 
@@ -36,9 +37,10 @@ class ModelNode:
     family: str  # distribution family (latent, observed) or transform kind
     parents: tuple[str, ...]
     bijective_input: str | None = None
-    net: S.NetworkSpec | None = None
+    net: Net | None = None
     options: dict[str, Any] = field(default_factory=dict)
     location: Location = Location()
+    applied_to: str | None = None  # transforms: the node whose value the transform maps
 
     @property
     def dim(self) -> int:
@@ -56,8 +58,8 @@ class GuideFactor:
     latent: str
     family: str
     given: tuple[str, ...]
-    encoders: dict[str, S.NetworkSpec]
-    net: S.NetworkSpec | None
+    encoders: dict[str, Net]
+    net: Net | None
     merge: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     location: Location = Location()
@@ -99,6 +101,14 @@ class ModelGraph:
     @property
     def transforms(self) -> list[str]:
         return self.of_kind(TRANSFORM)
+
+    @property
+    def pixel_dims(self) -> int | None:
+        """``D`` for bits/dim when the data are 8-bit pixels dequantised to [0, 1]^D
+        (``data.dequantize: uniform``): the observation's size; else None (no bits/dim)."""
+        if self.data.dequantize == "none":
+            return None
+        return self.nodes[self.observed[0]].dim
 
     def factor(self, latent: str) -> GuideFactor:
         return next(f for f in self.guide if f.latent == latent)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from hiervae.graph.catalog import FAMILIES
 from hiervae.graph.dsep import functional_closure
 from hiervae.graph.faithfulness import FactorResult, Report
 from hiervae.graph.ir import ModelGraph
@@ -71,9 +70,8 @@ def format_report(graph: ModelGraph, report: Report, show_all: bool = False) -> 
         lines.append("analytic-KL ELBO (Pyro TraceMeanField_ELBO): valid for this model/guide pair")
     else:
         why = report.mean_field_problems[:3]
-        if not report.analytic_kl_families:
-            kinds = sorted({f.family for f in graph.guide if not FAMILIES[f.family].analytic_kl}
-                           | {graph.nodes[f.latent].family for f in graph.guide if not FAMILIES[graph.nodes[f.latent].family].analytic_kl})
-            why.append(f"no closed-form KL for family {', '.join(kinds)}; training uses the Monte Carlo ELBO (Trace_ELBO)")
+        if report.kl_families_missing:
+            why.append(f"no closed-form KL for family {', '.join(report.kl_families_missing)}; "
+                       f"training uses the Monte Carlo ELBO (Trace_ELBO)")
         lines.append("analytic-KL ELBO (Pyro TraceMeanField_ELBO): not valid - " + "; ".join(why))
     return "\n".join(lines)

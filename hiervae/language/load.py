@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from hiervae.errors import Location, SpecError
 from hiervae.language import schema as S
+from hiervae.language.net import Net
 from hiervae.language.templates import Reference, TemplateError, expand_references, parse_loop, substitute
 from hiervae.language.yaml_source import SourceMap, format_key, parse_yaml, read_yaml
 
@@ -48,7 +49,7 @@ class NodeDecl(_Declared):
     spec: Any = None  # LatentNodeSpec | TransformNodeSpec | ObservedNodeSpec
     given: tuple[Reference, ...] = ()
     input: str | None = None
-    net: S.NetworkSpec | None = None
+    net: Net | None = None
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,9 @@ class FactorDecl(_Declared):
     latent: str = ""
     spec: Any = None  # GuideFactorSpec
     given: tuple[Reference, ...] = ()
-    encoders: dict[str, S.NetworkSpec] = field(default_factory=dict)
+    encoders: dict[str, Net] = field(default_factory=dict)
     encoder_keys: dict[str, str] = field(default_factory=dict)  # concrete name -> key as written
-    net: S.NetworkSpec | None = None
+    net: Net | None = None
 
 
 @dataclass(frozen=True)
@@ -223,26 +224,45 @@ def _kind_of(node: Any, source: SourceMap, path: tuple[Any, ...]) -> str:
 
 # ------------------------------------------------------------------ networks
 class _Networks:
+    """Resolves ``net:`` references (a template's name, an inline network, ``extends``) to a
+    :class:`Net`, remembering the line of every key that was written."""
+
     def __init__(self, templates: dict[str, S.NetworkSpec], source: SourceMap):
         self.templates = templates
         self.source = source
 
-    def resolve(self, ref: S.NetRef | None, path: tuple[Any, ...], seen: tuple[str, ...] = ()) -> S.NetworkSpec | None:
+    def resolve(self, ref: S.NetRef | None, path: tuple[Any, ...]) -> Net | None:
         if ref is None:
             return None
+        values, where, origin = self._written(ref, path, ())
+        return Net.from_written(values, where, templates=origin)
+
+    def _written(self, ref: S.NetRef, path: tuple[Any, ...], seen: tuple[str, ...]):
+        """(values, locations, template of origin) of every key written for ``ref``."""
         if isinstance(ref, str):
             if ref not in self.templates:
                 known = ", ".join(sorted(self.templates)) or "none"
                 raise SpecError(f"unknown network {ref!r} (templates: {known})", self.source.at(path))
             if ref in seen:
                 raise SpecError(f"network templates extend each other in a cycle: {' -> '.join(seen + (ref,))}", self.source.at(("networks", ref)))
-            return self.resolve(self.templates[ref], ("networks", ref), seen + (ref,))
-        if ref.extends is None:
-            return ref
-        base = self.resolve(ref.extends, path + ("extends",), seen)
-        assert base is not None
-        merged = {**base.model_dump(exclude_none=True), **ref.model_dump(exclude_none=True, exclude={"extends"})}
-        return S.NetworkSpec.model_validate(merged)
+            return self._written(self.templates[ref], ("networks", ref), seen + (ref,))
+        values: dict[str, Any] = {}
+        where: dict[str, Location] = {}
+        origin: dict[str, str] = {}
+        if ref.extends is not None:
+            values, where, origin = self._written(ref.extends, path + ("extends",), seen)
+        own = ref.model_dump(exclude_none=True, exclude={"extends"})
+        if ("mlp" in own and "resnet" in values) or ("resnet" in own and "mlp" in values):
+            for key in ("mlp", "resnet"):  # the written kind replaces the template's
+                for d in (values, where, origin):
+                    d.pop(key, None)
+        values.update(own)
+        where.update({key: self.source.at(path + (key,)) for key in own})
+        template = seen[-1] if seen and path == ("networks", seen[-1]) else ""
+        origin.update({key: template for key in own})
+        if "mlp" in values and "resnet" in values:
+            raise SpecError("a network is either convolutional (resnet) or an mlp, not both", where["resnet"])
+        return values, where, origin
 
 
 # ------------------------------------------------------------------ expansion

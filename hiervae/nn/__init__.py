@@ -1,72 +1,40 @@
-"""Neural building blocks of the Self-Reflective VAE; importing this registers them all.
+"""Neural building blocks; importing this package registers every family, transform and
+network kind (see :mod:`hiervae.nn.registry` for the contract).
 
-Registries (names usable in specs):
+* ``networks/`` -- network modules and kinds: ``mlp`` (:class:`MLP`), ``resnet``
+  (:class:`ResNetEncoder`, :class:`ResNetDecoder`), and the building blocks :class:`ParamNet`
+  (parameters of a conditional layer), :class:`ConditionalMADE`, :class:`EvidenceResidualNet`;
+* ``families/`` -- ``normal``, ``std_normal``, ``iaf``, ``bernoulli``, ``maf``;
+* ``transforms/`` -- ``affine_lowrank``, ``affine_diag``, ``spline_coupling``, ``residual``;
+* :mod:`~hiervae.nn.precision` (bf16 networks, float32 objective), :mod:`~hiervae.nn.fold`
+  (batch norm folded for inference), :mod:`~hiervae.nn.logit_space`.
 
-* ``FAMILIES`` (distribution of a stochastic layer's ``eps``): ``normal``
-  (:class:`DiagonalGaussianHead`; ``residual=True`` makes it the ResNet SeRe-VAE's residual
-  variational layer, :class:`ResidualParamNet`), ``std_normal`` (:class:`StandardNormal`), ``iaf``
-  (:class:`ConditionalIAF`, a guide family: no closed-form KL).
-* ``TRANSFORMS`` (shared bijector ``z = f(eps | context)``): ``affine_lowrank``
-  (:class:`AffineLowRank`), ``affine_diag`` (:class:`AffineDiag`, the same with
-  ``rank`` pinned to 0).
-* likelihood families in ``FAMILIES`` too: ``bernoulli`` (:class:`BernoulliDecoder`, an MLP or
-  a transposed-convolution :class:`ResNetDecoder`).
-* not registered, built by the compiler for ``encoders:``: :class:`MLP` and, for image-shaped
-  observed nodes, :class:`ResNetEncoder`.
-* ``ACTIVATIONS``: names accepted by every ``activation``/``out_activation`` option.
-
-Uniform contract of registered classes (see :class:`Configurable`)::
-
-    module = REGISTRY.get(name).from_config(dim, context_features, options)
-    module.options()                  # accepted option -> default, for validation
-    module.condition(context)         # family    -> Pyro distribution, event_shape (dim,)
-                                      # transform -> torch Transform on (..., dim)
-
-``context`` is a tensor ``(..., context_features)`` whose batch dims become the batch
-dims of the result, or ``None`` when ``context_features == 0`` (root layer: learned
-constants, unbatched result that Pyro plates broadcast).  All of them are
-``nn.Module``\\ s, to be registered with ``pyro.module``.
+A file name says where a spec name lives: ``dist: iaf`` is ``families/iaf.py``,
+``transform: spline_coupling`` is ``transforms/spline_coupling.py``.
 """
 
-from hiervae.nn.bijectors import AffineDiag, AffineLowRank, ConditionalIAF, LowRankAffineTransform
-from hiervae.nn.flows import MAFLikelihood, Residual, SplineCoupling  # noqa: F401  (registers maf, spline_coupling, residual)
-from hiervae.nn.gaussian import (
-    VARIANCE_FLOOR,
-    DiagonalGaussianHead,
-    StandardNormal,
-    diag_normal,
-    scale_from_raw,
-    softplus_elu,
-    variance_from_raw,
-)
-from hiervae.nn.likelihoods import BernoulliDecoder
-from hiervae.nn.mlp import ACTIVATIONS, MLP, ParamNet, make_activation
-from hiervae.nn.registry import FAMILIES, TRANSFORMS, Configurable
-from hiervae.nn.residual_layer import ResidualParamNet
-from hiervae.nn.resnet import ResidualBlock, ResNetDecoder, ResNetEncoder
+from hiervae.nn import families, networks, transforms  # noqa: F401  (registers everything)
+from hiervae.nn.families.bernoulli import BernoulliDecoder
+from hiervae.nn.families.iaf import ConditionalIAF
+from hiervae.nn.families.maf import MAFLikelihood
+from hiervae.nn.families.normal import (VARIANCE_FLOOR, DiagonalGaussianHead, diag_normal, scale_from_raw,
+                                        softplus_elu, variance_from_raw)
+from hiervae.nn.families.std_normal import StandardNormal
+from hiervae.nn.networks.evidence_residual import EvidenceResidualNet
+from hiervae.nn.networks.made import ConditionalMADE
+from hiervae.nn.networks.mlp import ACTIVATIONS, MLP, make_activation
+from hiervae.nn.networks.params import ParamNet, cat_context
+from hiervae.nn.networks.resnet import ResidualBlock, ResNetDecoder, ResNetEncoder
+from hiervae.nn.registry import FAMILIES, NETWORKS, TRANSFORMS, Configurable, Family, NetworkKind, TransformModule
+from hiervae.nn.transforms.affine import AffineDiag, AffineLowRank, LowRankAffineTransform
+from hiervae.nn.transforms.residual import Residual
+from hiervae.nn.transforms.spline_coupling import SplineCoupling
 
 __all__ = [
-    "ACTIVATIONS",
-    "FAMILIES",
-    "MLP",
-    "TRANSFORMS",
-    "VARIANCE_FLOOR",
-    "AffineDiag",
-    "AffineLowRank",
-    "BernoulliDecoder",
-    "Configurable",
-    "ConditionalIAF",
-    "DiagonalGaussianHead",
-    "LowRankAffineTransform",
-    "ParamNet",
-    "ResNetDecoder",
-    "ResNetEncoder",
-    "ResidualBlock",
-    "ResidualParamNet",
-    "StandardNormal",
-    "diag_normal",
-    "make_activation",
-    "scale_from_raw",
-    "softplus_elu",
+    "ACTIVATIONS", "FAMILIES", "MLP", "NETWORKS", "TRANSFORMS", "VARIANCE_FLOOR", "AffineDiag", "AffineLowRank",
+    "BernoulliDecoder", "ConditionalIAF", "ConditionalMADE", "Configurable", "DiagonalGaussianHead",
+    "EvidenceResidualNet", "Family", "LowRankAffineTransform", "MAFLikelihood", "NetworkKind", "ParamNet",
+    "ResNetDecoder", "ResNetEncoder", "Residual", "ResidualBlock", "SplineCoupling", "StandardNormal",
+    "TransformModule", "cat_context", "diag_normal", "make_activation", "scale_from_raw", "softplus_elu",
     "variance_from_raw",
 ]

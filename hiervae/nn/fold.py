@@ -1,7 +1,7 @@
 """Inference-time folding of eval-mode batch normalisation into the following Linear.
 
 Every MLP of the paper's networks puts ``BatchNorm1d`` at the *input* of each linear
-layer (:class:`hiervae.nn.mlp.MLP`).  In eval mode that BatchNorm is a fixed affine map
+layer (:class:`hiervae.nn.networks.mlp.MLP`).  In eval mode that BatchNorm is a fixed affine map
 ``x -> x * s + t`` with ``s = gamma / sqrt(running_var + eps)`` and
 ``t = beta - running_mean * s``, so ``Linear(BN(x)) = x @ (W * s)^T + (b + W t)``: one
 Linear with the same matmul cost and no BatchNorm pass.  For IW evaluation (10^5

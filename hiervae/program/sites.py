@@ -15,7 +15,7 @@ over the guide; at every site the walk asks a *site handler* what to do:
   This is the training and IW path: no trace, no replay, no message passing, no
   ``Delta`` objects, and a shared transform the guide computed is simply reused.
 
-The handlers have the same five methods; the walks never test which one they have.
+The handlers have the same four methods; the walks never test which one they have.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _NOISE: list[Draw] = []  # innermost last: who draws the direct path's latents
 
 
 def _rsample(fn: Distribution) -> torch.Tensor:
-    return fn.rsample() if fn.has_rsample else fn.sample()
+    return fn.rsample()  # the graph builder admits reparameterised latent families only
 
 
 @contextlib.contextmanager
@@ -57,14 +57,11 @@ class PyroSites:
     """Sites as Pyro statements: ``program.model`` / ``program.guide``.
 
     ``in_guide`` marks transform sites auxiliary (the model records the same names as
-    observed: Pyro's model/guide match check); ``reuse`` holds transform values the
-    model takes instead of recomputing them (e.g. the guide trace's, when replaying the
-    model on it: a shared transform of the same inputs has the same value).
+    observed: Pyro's model/guide match check).
     """
 
-    def __init__(self, beta: float | torch.Tensor = 1.0, in_guide: bool = False,
-                 reuse: Mapping[str, torch.Tensor] | None = None):
-        self.beta, self.in_guide, self.reuse = beta, in_guide, reuse or {}
+    def __init__(self, beta: float | torch.Tensor = 1.0, in_guide: bool = False):
+        self.beta, self.in_guide = beta, in_guide
 
     def plate(self, x: torch.Tensor) -> ContextManager:
         return pyro.plate(DATA_PLATE, x.shape[-2], dim=-1)
@@ -75,9 +72,6 @@ class PyroSites:
 
     def observe(self, name: str, fn: Distribution, value: torch.Tensor) -> torch.Tensor:
         return pyro.sample(name, fn, obs=value)
-
-    def known(self, name: str) -> torch.Tensor | None:
-        return None if self.in_guide else self.reuse.get(name)
 
     def deterministic(self, name: str, value: torch.Tensor) -> torch.Tensor:
         delta = dist.Delta(value, event_dim=1).mask(False)
@@ -115,9 +109,6 @@ class DirectSites:
     def observe(self, name: str, fn: Distribution, value: torch.Tensor) -> torch.Tensor:
         self.dists[name] = fn
         return value
-
-    def known(self, name: str) -> torch.Tensor | None:
-        return None  # the walk already skips transforms whose value it has
 
     def deterministic(self, name: str, value: torch.Tensor) -> torch.Tensor:
         return value

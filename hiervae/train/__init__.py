@@ -1,21 +1,27 @@
-"""Training: schedules, one fused Adam, the epoch loop with checkpoints and metrics.
+"""Training: schedules, one fused Adam, the trainer, ``fit`` with checkpoints and metrics,
+data parallelism.
 
     from hiervae.train import fit
     result = fit("specs/quickstart.yaml", ["train.epochs=3"], out="runs/qs")
     result.valid_elbo, result.run.metrics
 
-``hiervae fit SPEC`` is the command-line front end (:mod:`hiervae.cli`).
+Modules: :mod:`~hiervae.train.trainer` (the loop of one program on one device),
+:mod:`~hiervae.train.fit` (orchestration), :mod:`~hiervae.train.checkpoint` (format,
+resume), :mod:`~hiervae.train.collectives` (one replica of several processes),
+:mod:`~hiervae.train.launch` (``--nproc``), :mod:`~hiervae.train.schedules`,
+:mod:`~hiervae.train.optim`, :mod:`~hiervae.train.metrics`, :mod:`~hiervae.train.plots`.
 """
 
-from hiervae.train.loop import FitResult, Trainer, TrainState, check_data_matches, fit, resolve_device, select_analytic_kl
+from hiervae.train.fit import FitResult, check_data_matches, fit
 from hiervae.train.optim import make_optimizer
 from hiervae.train.schedules import (
     BETA_SCHEDULES, LR_SCHEDULES, BetaPlan, BetaSchedule, ConstantBeta, ConstantLR, CosineLR, GeometricWarmup,
     LinearWarmup, LRSchedule, beta_schedule, lr_schedule,
 )
+from hiervae.train.trainer import Trainer, TrainState
 
 __all__ = [
-    "fit", "FitResult", "Trainer", "TrainState", "check_data_matches", "resolve_device", "select_analytic_kl",
-    "make_optimizer", "BETA_SCHEDULES", "LR_SCHEDULES", "BetaPlan", "BetaSchedule", "ConstantBeta", "ConstantLR",
-    "CosineLR", "GeometricWarmup", "LinearWarmup", "LRSchedule", "beta_schedule", "lr_schedule",
+    "fit", "FitResult", "Trainer", "TrainState", "check_data_matches", "make_optimizer", "BETA_SCHEDULES",
+    "LR_SCHEDULES", "BetaPlan", "BetaSchedule", "ConstantBeta", "ConstantLR", "CosineLR", "GeometricWarmup",
+    "LinearWarmup", "LRSchedule", "beta_schedule", "lr_schedule",
 ]

@@ -160,3 +160,20 @@ class TensorBoard:
         """Remove event files of an earlier run (a fresh start in the same directory)."""
         for path in Path(logdir).glob("events.out.tfevents.*"):
             path.unlink(missing_ok=True)
+
+
+def _fmt(value: Any, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def epoch_line(r: dict[str, Any], total: int) -> str:
+    width = len(str(total))
+    parts = [f"epoch {r['epoch']:>{width}}/{total}", f"beta {r['beta']:.3g}", f"lr {r['lr']:.2e}",
+             f"train elbo {_fmt(r.get('train_elbo'))}", f"kl {_fmt(r.get('train_kl'))}",
+             f"valid elbo {_fmt(r.get('valid_elbo'))}"]
+    if r.get("valid_bits_per_dim") is not None or r.get("train_bits_per_dim") is not None:
+        parts.append(f"bits/dim train {_fmt(r.get('train_bits_per_dim'), '.3f')} valid {_fmt(r.get('valid_bits_per_dim'), '.3f')}")
+    if r.get("nonfinite"):
+        parts.append(f"skipped {r['nonfinite']} non-finite steps")
+    parts.append(f"{r['seconds']:.1f} s")
+    return "  ".join(parts)

@@ -17,7 +17,7 @@ from torch.distributions import MultivariateNormal
 
 from hiervae.program import build_program
 from hiervae.graph import build_graph
-from hiervae.nn.gaussian import VARIANCE_FLOOR
+from hiervae.nn.families.normal import VARIANCE_FLOOR
 from hiervae.language.load import parse_spec
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "specs" / "quickstart.yaml"
@@ -41,7 +41,7 @@ def raw_for_variance(v, floor: float = VARIANCE_FLOOR) -> torch.Tensor:
 
 def set_head(head, weight: torch.Tensor, bias: torch.Tensor, variance: torch.Tensor) -> None:
     """A DiagonalGaussianHead with ``mlp: []``: loc = weight @ c + bias, constant variance."""
-    loc_net, scale_net = (net.mlp.net[0] for net in head.nets)
+    loc_net, scale_net = (net.net.net[0] for net in head.nets)
     with torch.no_grad():
         loc_net.weight.copy_(weight)
         loc_net.bias.copy_(bias)

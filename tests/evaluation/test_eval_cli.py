@@ -13,7 +13,7 @@ import torch
 
 from hiervae.cli import main
 from hiervae.program import build_program
-from hiervae.evaluation import analytic_kl_valid, evaluate_split, sample_means
+from hiervae.evaluation import evaluate_split, sample_means
 from hiervae.run import RunDir
 
 TINY_MNIST = """
@@ -64,9 +64,10 @@ def test_eval_command_writes_json_equal_to_evaluate(quick_run, capsys):
     assert report["examples"] == 30 and report["importance_samples"] == 5 and report["split"] == "test"
     assert set(report["kl"]) == {"eps1", "eps2", "eps3"} and report["units_total"] == 12
     # the same numbers as the library call with the same seed and data
-    graph, program = quick_run.load_program()
+    trained = quick_run.load_trained()
+    graph, program = trained.graph, trained.program
     pyro.set_rng_seed(0)
-    r = evaluate_split(program, digits_test(), graph.eval, "test", analytic_kl=analytic_kl_valid(graph),
+    r = evaluate_split(program, digits_test(), graph.eval, "test", analytic_kl=trained.analytic_kl,
                  importance_samples=5, limit=30)
     assert report["iw_log_likelihood"] == r.iw_log_likelihood and report["kl"] == r.kl
     assert report["analytic_kl"] is True  # quickstart: analytic KL is valid (check)

@@ -10,9 +10,8 @@ import torch
 
 from hiervae.program import build_program
 from hiervae.evaluation import evaluate_split
-from hiervae.evaluation.metrics import pixel_dims
 from hiervae.graph import build_graph
-from hiervae.nn.made import MaskedLinear
+from hiervae.nn.networks.made import MaskedLinear
 from hiervae.language import parse_spec
 
 GAUSSIAN_MAF = """
@@ -37,7 +36,7 @@ def hand_log_density(v: list[float], alpha: float = 0.05) -> float:
 def test_bits_per_dim_of_a_maf_with_zeroed_mades_match_a_hand_computation():
     """Zeroed MADE outputs make every step the identity: the flow is its N(0, I) base in logit space."""
     graph = build_graph(parse_spec(GAUSSIAN_MAF))
-    assert pixel_dims(graph) == 4
+    assert graph.pixel_dims == 4
     program = build_program(graph).double()
     outputs = [m for m in program.modules() if isinstance(m, MaskedLinear) and m.out_features == 8]  # (shift, log-scale) x 4
     assert len(outputs) == 4
@@ -61,6 +60,6 @@ def test_bits_per_dim_of_a_maf_with_zeroed_mades_match_a_hand_computation():
 
 
 def test_no_bits_per_dim_without_dequantised_pixels(lg):
-    assert pixel_dims(lg.graph) is None
+    assert lg.graph.pixel_dims is None
     result = evaluate_split(lg.program(), lg.data(4), lg.graph.eval, importance_samples=2)
     assert result.iw_bits_per_dim is None and "bits/dim" not in result.format_table()

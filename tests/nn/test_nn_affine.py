@@ -5,22 +5,24 @@ import pytest
 import torch
 from torch.distributions import ComposeTransform
 
+from hiervae.language.net import Net
 from hiervae.nn import AffineDiag, AffineLowRank, LowRankAffineTransform, diag_normal
 
 DIM, CTX = 5, 3
 f64 = dict(dtype=torch.float64)
 
 
-def make(rank, context_features=CTX, **options):
+def make(rank, context_features=CTX, separate_networks=True):
     torch.manual_seed(rank)
-    return AffineLowRank(DIM, context_features, rank=rank, hidden=[6], **options).double()
+    net = Net(layers=(6,), separate=separate_networks)
+    return AffineLowRank(DIM, context_features, net, rank=rank).double()
 
 
 @pytest.mark.parametrize("separate_networks", [True, False])
 @pytest.mark.parametrize("rank", [0, 2])
 def test_one_network_per_parameter_or_one_shared(rank, separate_networks):
     module = make(rank, separate_networks=separate_networks)
-    widths = [net.mlp.out_features for net in module.nets]
+    widths = [net.net.out_features for net in module.nets]
     expected = [DIM, DIM] + ([DIM * rank] if rank else [])
     assert widths == (expected if separate_networks else [sum(expected)])
     t = module.condition(torch.randn(4, CTX, **f64))
@@ -28,7 +30,7 @@ def test_one_network_per_parameter_or_one_shared(rank, separate_networks):
 
 
 def test_affine_diag_is_the_rank_zero_map():
-    t = AffineDiag(DIM, CTX, hidden=[6]).double().condition(torch.randn(4, CTX, **f64))
+    t = AffineDiag(DIM, CTX, Net(layers=(6,))).double().condition(torch.randn(4, CTX, **f64))
     eps = torch.randn(4, DIM, **f64)
     torch.testing.assert_close(t(eps), t.shift + t.diag * eps)
     torch.testing.assert_close(t.log_abs_det_jacobian(eps, t(eps)), t.diag.log().sum(-1))
@@ -122,7 +124,7 @@ def test_root_transform_starts_at_identity_plus_low_rank():
 
 def test_paper_defaults_bound_network_outputs_with_tanh():
     module = AffineLowRank(DIM, CTX)
-    assert AffineLowRank.options()["hidden"] == (20, 20)
+    assert AffineLowRank.net_defaults.layers == (20, 20)
     t = module.condition(100 * torch.randn(50, CTX))
     assert t.shift.abs().max() <= 1 and t.factor.abs().max() <= 1
     assert (t.diag > 0).all()

@@ -10,26 +10,15 @@ import torch
 from torch.autograd.functional import jacobian
 
 import hiervae.nn  # noqa: F401  (importing registers everything)
-from hiervae.program.program import module_options
-from hiervae.graph import catalog
-from hiervae.nn import FAMILIES, TRANSFORMS
-from hiervae.nn.flows import (
-    BatchNormStep,
-    MAFLikelihood,
-    MAFStep,
-    Residual,
-    SplineCoupling,
-    bits_per_dim,
-    dequantize,
-    from_logit_space,
-    logit_transform,
-    to_logit_space,
-)
-from hiervae.language.schema import NetworkSpec
+from hiervae.data.dequantize import bits_per_dim, dequantize
+from hiervae.language.net import Net
+from hiervae.nn import FAMILIES, TRANSFORMS, Residual, SplineCoupling
+from hiervae.nn.families.maf import BatchNormStep, MAFLikelihood, MAFStep
+from hiervae.nn.logit_space import from_logit_space, logit_transform, to_logit_space
 
 # identity_init=False: the density tests need generic (non-identity) MADE steps; a
 # fresh identity-initialised flow would pass them trivially (test_nn_maf_stability.py).
-SMALL = dict(hidden=(16, 16), base_hidden=(8,), identity_init=False)
+SMALL = dict(net=Net(layers=(16, 16)), base_hidden=(8,), identity_init=False)
 
 
 def _maf(dim=3, context=2, **options):
@@ -236,11 +225,13 @@ def test_maf_unit_rank_base_is_a_low_rank_gaussian():
 
 
 def test_maf_builds_from_the_spec_options_and_net():
-    options = {"flows": 2, "batch_norm": True, "base": "unit_rank_normal", "logit_alpha": 0.05}
-    net = NetworkSpec(mlp=[16, 16], activation="relu", batch_norm=False)
-    config = module_options(MAFLikelihood, net, options, where=None)
-    assert config["batch_norm"] is True and config["hidden"] == (16, 16)
-    maf = FAMILIES.get("maf").from_config(4, 6, {**config, "base_hidden": (8,)})
+    options = {"flows": 2, "batch_norm": True, "base": "unit_rank_normal", "logit_alpha": 0.05, "base_hidden": [8]}
+    net = Net.from_written({"mlp": [16, 16], "activation": "relu"}, {})
+    maf = FAMILIES.get("maf").from_config(4, 6, options, net)
+    assert maf.steps[0].made.net[0].out_features == 16  # the net's widths are the MADEs'
+    assert maf.base_nets[0].net.net[0].out_features == 8  # base_hidden: the base's
+    assert sum(isinstance(s, MAFStep) for s in maf.steps) == 10
+    assert sum(isinstance(s, BatchNormStep) for s in maf.steps) == 9
     assert sum(isinstance(s, MAFStep) for s in maf.steps) == 10
     assert sum(isinstance(s, BatchNormStep) for s in maf.steps) == 9
 
@@ -295,14 +286,15 @@ def test_bits_per_dim_of_the_uniform_density_is_eight():
 # ----------------------------------------------------------------------------- spline coupling
 def _spline(dim=4, context=2, **options):
     torch.manual_seed(0)
-    return SplineCoupling(dim, context, **{"bins": 6, "splines": 3, "bound": 3.0, "hidden": (16,), **options})
+    return SplineCoupling(dim, context, Net(layers=(16,), activation="tanh", out_activation="tanh"),
+                          **{"bins": 6, "splines": 3, "bound": 3.0, **options})
 
 
 def test_spline_coupling_is_registered_and_bijective():
     assert TRANSFORMS.get("spline_coupling") is SplineCoupling
     assert {"bins", "splines", "mask_size", "bound"} <= set(SplineCoupling.options())
     t = _spline().condition(torch.randn(2))
-    assert t.bijective and t.domain.event_dim == 1 and catalog.TRANSFORMS["spline_coupling"].bijective
+    assert t.bijective and t.domain.event_dim == 1 and TRANSFORMS.get("spline_coupling").bijective
 
 
 @pytest.mark.parametrize("mask_size", [None, 1])
@@ -363,9 +355,9 @@ def test_spline_coupling_paper_options_and_root():
 
 # ----------------------------------------------------------------------------- residual
 def test_residual_adds_a_network_of_the_context_to_h_prev():
-    assert TRANSFORMS.get("residual") is Residual and not catalog.TRANSFORMS["residual"].bijective
+    assert TRANSFORMS.get("residual") is Residual and not Residual.bijective
     torch.manual_seed(0)
-    module = Residual(3, 5, hidden=(8,))
+    module = Residual(3, 5, Net(layers=(8,)))
     c = torch.randn(4, 5)
     step = module.condition(c)
     assert not step.bijective and step.domain.event_dim == 1
@@ -381,9 +373,8 @@ def test_residual_adds_a_network_of_the_context_to_h_prev():
 def test_residual_root_and_spec_net():
     root = Residual(3, 0).condition(None)
     assert root().shape == (3,) and not root.bijective
-    config = module_options(Residual, NetworkSpec(mlp=[16, 16], activation="relu", out=100), {}, where=None)
-    assert config == {"hidden": (16, 16), "activation": "relu"}
-    module = TRANSFORMS.get("residual").from_config(300, 340, config)
+    module = TRANSFORMS.get("residual").from_config(300, 340, {}, Net.from_written({"mlp": [16, 16]}))
+    assert module.net.net.net[0].out_features == 16
     assert module.condition(torch.randn(2, 340))(torch.randn(2, 300)).shape == (2, 300)
     with pytest.raises(NotImplementedError):
         root.log_abs_det_jacobian(torch.zeros(3), torch.zeros(3))

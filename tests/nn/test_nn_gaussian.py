@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
+from hiervae.language.net import Net
 from hiervae.nn import (
     DiagonalGaussianHead,
     StandardNormal,
@@ -13,7 +14,7 @@ from hiervae.nn import (
     scale_from_raw,
     variance_from_raw,
 )
-from hiervae.nn.gaussian import raw_of_one
+from hiervae.nn.families.normal import raw_of_one
 
 SOFTPLUS_MINUS_ONE = math.log1p(math.exp(-1.0))  # inf of softplus(elu(.))
 
@@ -51,7 +52,7 @@ def test_raw_of_one_maps_to_unit_variance(floor):
 
 
 def test_head_shapes_with_batch_dims():
-    head = DiagonalGaussianHead(4, 3, hidden=[8])
+    head = DiagonalGaussianHead(4, 3, Net(layers=(8,)))
     loc, scale = head(torch.randn(2, 5, 3))
     assert loc.shape == scale.shape == (2, 5, 4)
     assert (scale > 0).all()
@@ -60,7 +61,7 @@ def test_head_shapes_with_batch_dims():
 
 
 def test_separate_networks_are_independent():
-    head = DiagonalGaussianHead(4, 3, hidden=[8])
+    head = DiagonalGaussianHead(4, 3, Net(layers=(8,)))
     loc_net, scale_net = head.nets
     loc, _ = head(torch.randn(6, 3))
     loc.sum().backward()
@@ -69,8 +70,8 @@ def test_separate_networks_are_independent():
 
 
 def test_shared_network_option():
-    head = DiagonalGaussianHead(4, 3, hidden=[8], separate_networks=False)
-    assert len(head.nets) == 1 and head.nets[0].mlp.out_features == 8
+    head = DiagonalGaussianHead(4, 3, Net(layers=(8,), separate=False))
+    assert len(head.nets) == 1 and head.nets[0].net.out_features == 8
     loc, scale = head(torch.randn(6, 3))
     assert loc.shape == scale.shape == (6, 4)
 
@@ -85,7 +86,7 @@ def test_root_head_holds_constants_starting_at_standard_normal():
 
 
 def test_condition_log_prob_matches_product_of_normals():
-    head = DiagonalGaussianHead(3, 2, hidden=[5])
+    head = DiagonalGaussianHead(3, 2, Net(layers=(5,)))
     ctx, x = torch.randn(7, 2), torch.randn(7, 3)
     loc, scale = head(ctx)
     expected = Normal(loc, scale).log_prob(x).sum(-1)

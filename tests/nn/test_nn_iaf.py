@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
+from hiervae.language.net import Net
 from hiervae.nn import ConditionalIAF
 
 DIM, CTX = 4, 3
@@ -20,7 +21,7 @@ def float64_default():
 
 def make(steps=2, context_features=CTX):
     torch.manual_seed(steps)
-    return ConditionalIAF(DIM, context_features, steps=steps, hidden=[8], base_hidden=[8]).double()
+    return ConditionalIAF(DIM, context_features, Net(layers=(8,)), steps=steps, hidden=[8]).double()
 
 
 def flow(dist, eps):

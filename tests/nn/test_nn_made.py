@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from hiervae.nn.made import ConditionalMADE
+from hiervae.nn.networks.made import ConditionalMADE
 
 D, C = 5, 3
 

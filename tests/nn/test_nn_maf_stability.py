@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from hiervae.language.net import Net
 from hiervae.program import build_program
 from hiervae.graph import load_graph
-from hiervae.nn.flows import MAFLikelihood, MAFStep, logit_transform
-from hiervae.nn.made import ConditionalMADE
+from hiervae.nn.families.maf import MAFLikelihood, MAFStep
+from hiervae.nn.logit_space import logit_transform
+from hiervae.nn.networks.made import ConditionalMADE
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
@@ -57,7 +59,7 @@ def test_shipped_maf_log_prob_is_finite_in_eval_mode_at_extreme_pixels():
 def test_paper_literal_glorot_output_overflows_which_is_why_it_is_not_the_default():
     """Documents the cause: the same flow with a Glorot MADE output layer is not finite."""
     torch.manual_seed(0)
-    maf = MAFLikelihood(3072, 0, hidden=(1024, 1024), logit_alpha=0.05, identity_init=False).eval()
+    maf = MAFLikelihood(3072, 0, Net(layers=(1024, 1024)), logit_alpha=0.05, identity_init=False).eval()
     v = _extreme_pixels(maf.dim)[3:]  # the bright pixels
     with torch.no_grad():
         u, _ = logit_transform(v, 0.05)
@@ -97,7 +99,7 @@ def test_zero_output_made_starts_at_zero_and_still_learns_autoregressively(conte
 def test_identity_init_is_an_option_of_the_maf_likelihood():
     assert MAFLikelihood.options()["identity_init"] is True
     torch.manual_seed(0)
-    fresh = MAFLikelihood(4, 2, hidden=(8, 8), base_hidden=(8,))
+    fresh = MAFLikelihood(4, 2, Net(layers=(8, 8)), base_hidden=(8,))
     x, c = torch.randn(7, 4), torch.randn(7, 2)
     for step in fresh.steps:
         if isinstance(step, MAFStep):

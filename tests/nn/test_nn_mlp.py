@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from hiervae.language.net import Net
 from hiervae.nn import ACTIVATIONS, MLP, ParamNet, make_activation
 
 
@@ -96,7 +97,7 @@ def test_paramnet_root_is_a_learned_constant_with_the_context_batch_shape():
 
 
 def test_paramnet_checks_the_context():
-    net = ParamNet(2, torch.zeros(3), hidden=[4])
+    net = ParamNet(2, torch.zeros(3), Net(layers=(4,)))
     assert net(torch.randn(5, 2)).shape == (5, 3)
     with pytest.raises(ValueError, match="context has 3 features, expected 2"):
         net(torch.randn(5, 3))

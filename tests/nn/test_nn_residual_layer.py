@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hiervae.language.net import Net
 from hiervae.nn import FAMILIES
-from hiervae.nn.gaussian import DiagonalGaussianHead, scale_from_raw
-from hiervae.nn.residual_layer import ResidualParamNet
+from hiervae.nn.families.normal import DiagonalGaussianHead, scale_from_raw
+from hiervae.nn import EvidenceResidualNet
 
-MLP = dict(hidden=(16, 16), activation="relu")
+NET = Net(layers=(16, 16), activation="relu")
 
 
-def zero_output_layer(net: ResidualParamNet) -> None:
+def zero_output_layer(net: EvidenceResidualNet) -> None:
     last = net.residual.net[-2]  # Linear before the (identity) output activation
     with torch.no_grad():
         last.weight.zero_()
@@ -22,7 +23,7 @@ def zero_output_layer(net: ResidualParamNet) -> None:
 def test_with_r_zeroed_the_layer_is_the_first_estimate():
     """Evidence in the middle of the context: u is the columns around it, in order."""
     torch.manual_seed(0)
-    net = ResidualParamNet(9, evidence=(3, 7), init=torch.zeros(4), hidden_features=2, **MLP).double()
+    net = EvidenceResidualNet(9, evidence=(3, 7), init=torch.zeros(4), hidden_features=2, net=NET).double()
     zero_output_layer(net)
     ctx = torch.randn(5, 9, dtype=torch.float64)
     u = ctx[:, [0, 1, 2, 7, 8]]
@@ -35,17 +36,17 @@ def test_with_r_zeroed_the_layer_is_the_first_estimate():
 
 def test_output_is_first_estimate_plus_residual_of_evidence_and_hidden_map():
     torch.manual_seed(1)
-    net = ResidualParamNet(6, evidence=(0, 4), init=torch.zeros(3), hidden_features=1, **MLP).double()
+    net = EvidenceResidualNet(6, evidence=(0, 4), init=torch.zeros(3), hidden_features=1, net=NET).double()
     ctx = torch.randn(2, 5, 6, dtype=torch.float64)  # leading particle dim
     e, u = ctx[..., :4], ctx[..., 4:]
-    expected = net.first.mlp(u) + net.residual(torch.cat([e, net.hidden(u)], -1))
+    expected = net.first.net(u) + net.residual(torch.cat([e, net.hidden(u)], -1))
     torch.testing.assert_close(net(ctx), expected)
     assert net.hidden.out_features == 1 and net.residual.in_features == 4 + 1
 
 
 def test_gradients_reach_both_parts():
     torch.manual_seed(2)
-    head = DiagonalGaussianHead(10, 64 + 20, residual=True, evidence=(0, 64), **MLP)
+    head = DiagonalGaussianHead(10, 64 + 20, NET, residual=True, evidence=(0, 64))
     ctx = torch.randn(8, 84)
     q = head.condition(ctx)
     q.rsample().pow(2).sum().backward()
@@ -59,7 +60,7 @@ def test_gradients_reach_both_parts():
 def test_gaussian_head_with_residual_nets():
     """loc and scale come from the two residual networks as from the two ParamNets (Table 5/6)."""
     torch.manual_seed(3)
-    head = DiagonalGaussianHead(10, 30, residual=True, evidence=(0, 20), **MLP).double()
+    head = DiagonalGaussianHead(10, 30, NET, residual=True, evidence=(0, 20)).double()
     ctx = torch.randn(4, 30, dtype=torch.float64)
     loc, scale = head(ctx)
     loc_net, raw_net = head.nets
@@ -71,7 +72,7 @@ def test_gaussian_head_with_residual_nets():
 def test_root_layer_first_estimate_is_a_learned_constant():
     """First layer: no latent stream; phi_1 starts at N(0, I) and r sees the evidence alone."""
     torch.manual_seed(4)
-    head = DiagonalGaussianHead(4, 7, residual=True, evidence=(0, 7), **MLP)
+    head = DiagonalGaussianHead(4, 7, NET, residual=True, evidence=(0, 7))
     for net in head.nets:
         assert net.hidden is None and net.residual.in_features == 7
         zero_output_layer(net)
@@ -84,9 +85,9 @@ def test_residual_needs_the_evidence_slice():
     with pytest.raises(ValueError, match="needs evidence"):
         DiagonalGaussianHead(4, 7, residual=True)
     with pytest.raises(ValueError, match="non-empty part"):
-        ResidualParamNet(7, evidence=(5, 9), init=torch.zeros(2), hidden_features=1, **MLP)
+        EvidenceResidualNet(7, evidence=(5, 9), init=torch.zeros(2), hidden_features=1, net=NET)
 
 
 def test_registered_as_an_option_of_the_normal_family():
     options = FAMILIES.get("normal").options()
-    assert options["residual"] is False and options["evidence"] is None
+    assert options["residual"] is False and "evidence" not in options  # the compiler fills it, a spec cannot

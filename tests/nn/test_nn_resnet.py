@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hiervae.nn.resnet import ResidualBlock, ResNetDecoder, ResNetEncoder, image_dims, upsampling_plan
+from hiervae.nn.networks.resnet import ResidualBlock, ResNetDecoder, ResNetEncoder, image_dims, upsampling_plan
 
 
 def test_down_block_is_the_basic_block_written_out():

@@ -25,7 +25,7 @@ from hiervae.program.kl import ClosedFormKL, monte_carlo_kl
 from hiervae.program.sites import DirectSites, PyroSites, noise_source
 from hiervae.evaluation import inference_mode, log_weights
 from hiervae.graph import load_graph
-from hiervae.train import select_analytic_kl
+from hiervae.policy import select_analytic_kl
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 MLP_SPECS = ["quickstart", "sere_mlp_mnist", "sere_mlp_mnist_faithful", "dlgm_mnist", "ladder_mnist",
@@ -177,7 +177,7 @@ def test_noise_source_replaces_the_draw_of_the_direct_path():
 
 
 def test_site_handlers_have_the_same_interface():
-    methods = {"plate", "sample", "observe", "known", "deterministic"}
+    methods = {"plate", "sample", "observe", "deterministic"}
     for cls in (PyroSites, DirectSites):
         assert methods <= set(dir(cls))
 

@@ -13,8 +13,8 @@ from hiervae.program import build_program, elbo_terms, loss
 from hiervae.errors import SpecError
 from hiervae.evaluation.iw import iw_log_likelihood
 from hiervae.graph import build_graph, load_graph
-from hiervae.nn.residual_layer import ResidualParamNet
-from hiervae.nn.resnet import ResNetDecoder, ResNetEncoder
+from hiervae.nn import EvidenceResidualNet
+from hiervae.nn.networks.resnet import ResNetDecoder, ResNetEncoder
 from hiervae.language import parse_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -46,10 +46,10 @@ def test_paper_networks_are_built(name):
         assert encoder.map_shape == (32, 7, 7) and encoder.out_features == 64
         latent_features = 0 if l == 1 else 20 * (1 if name == "sere_resnet_mnist" else l - 1)  # each z encoded to 20
         for net in factor.family.nets:
-            assert isinstance(net, ResidualParamNet)
+            assert isinstance(net, EvidenceResidualNet)
             assert net.evidence == (0, 64) and net.context_features == 64 + latent_features
             assert (net.hidden is None) == (l == 1)
-    decoder = program.sites["x"].net
+    decoder = program.sites["x"].net.net
     assert isinstance(decoder, ResNetDecoder) and decoder.start == (32, 7, 7) and decoder.context_features == 30
 
 
@@ -102,17 +102,17 @@ def _error(text: str, one_line, *overrides) -> str:
 
 @pytest.mark.parametrize("old, new, message", [
     ("encoders: {x: evidence, z(l-1): latent}", "encoders: {x: evidence, z(l-1): evidence}",
-     r"r.yaml:\d+: guide\[0\]\.factors\.eps\(l\) \(l=2\): a resnet encoder needs an image-shaped observed node .*'z1' is transform with shape \[10\]"),
+     r"r.yaml:\d+: guide\[0\]\.factors\.eps\(l\) \(l=2\): encoder of z1: a resnet network maps an image to features .* here it would map \[10\] to \[64\]"),
     ("decoder:  {resnet: [32, 16], scale: up", "decoder:  {resnet: [32, 16], scale: down",
      r"r.yaml:\d+: .*bernoulli: a decoder cannot downsample"),
     ("gauss:    {mlp: [256, 256], activation: relu, separate: true}", "gauss:    {resnet: [8], activation: relu}",
-     r"r.yaml:\d+: .*DiagonalGaussianHead takes no convolutional \(resnet\) network"),
+     r"r.yaml:\d+: networks\.gauss\.resnet: normal: a resnet network cannot be used here \(accepted: mlp\)"),
     ("evidence: {resnet: [16, 32], scale: down, kernel: 3", "evidence: {resnet: [16, 32], scale: down, kernel: 4",
      r"r.yaml:\d+: guide.*encoder of x: kernel must be a positive odd size"),
     ("evidence: {resnet: [16, 32],", "evidence: {mlp: [8], resnet: [16, 32],",
-     r"r.yaml:\d+: guide.*either convolutional \(resnet\) or an mlp, not both"),
+     r"r.yaml:\d+: networks\.evidence\.resnet: a network is either convolutional \(resnet\) or an mlp, not both"),
     ("options: {residual: true}", "options: {residual: true, evidence: [0, 64]}",
-     r"r.yaml:\d+: guide.*unknown option\(s\) evidence for DiagonalGaussianHead"),
+     r"r.yaml:\d+: guide.*options\.evidence \(l=1\): normal: unknown option 'evidence' \(known: variance_floor, residual\)"),
     ("given: [x, z(l-1)], encoders: {x: evidence, z(l-1): latent}", "given: [z(l-1)], encoders: {z(l-1): latent}",
      r"r.yaml:\d+: guide.*normal: residual: true needs evidence in the context"),
     ("eps(l): {latent: 10, dist: normal, given: [z(l-1)], net: gauss}",
@@ -128,8 +128,8 @@ def test_resnet_where_it_makes_no_sense_is_a_one_line_spec_error(old, new, messa
 def test_resnet_networks_need_an_image_shaped_observation(one_line):
     text = (SPECS / "sere_resnet_mnist.yaml").read_text().replace("observed: [1, 28, 28]", "observed: [784]")
     message = _error(text, one_line, "vars.L=2")
-    assert re.search(r"r.yaml:\d+: model\[1\]\.x: bernoulli: a convolutional network needs an image shape "
-                     r"\[C, H, W\] or \[H, W\], got \[784\]", message)
+    assert re.search(r"r.yaml:\d+: model\[1\]\.x: bernoulli: a resnet network maps an image to features .*"
+                     r"here it would map \[20\] to \[784\]", message)
     text = text.replace("decoder:  {resnet: [32, 16], scale: up, kernel: 3,", "decoder:  {mlp: [64],")
     message = _error(text, one_line, "vars.L=2")
-    assert "a resnet encoder needs an image-shaped observed node ([C, H, W] or [H, W]); 'x' is observed with shape [784]" in message
+    assert "encoder of x: a resnet network maps an image to features" in message and "map [784] to [64]" in message

@@ -13,8 +13,9 @@ from hiervae.program import build_program
 from hiervae.data import Batches, load_dataset
 from hiervae.data import datasets as datasets_module
 from hiervae.graph import load_graph
-from hiervae.nn.mlp import MLP, ParamNet
-from hiervae.train import Trainer, select_analytic_kl
+from hiervae.nn import MLP, ParamNet
+from hiervae.policy import select_analytic_kl
+from hiervae.train import Trainer
 from hiervae.train.metrics import EpochStats
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "specs" / "quickstart.yaml"

@@ -26,8 +26,9 @@ from hiervae.data import load_dataset
 from hiervae.graph import build_graph
 from hiervae.run import RunDir
 from hiervae.language import load_spec
-from hiervae.train import Trainer, fit, select_analytic_kl
-from hiervae.train import distributed as D
+from hiervae.policy import select_analytic_kl
+from hiervae.train import Trainer, fit
+from hiervae.train import collectives as D
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "specs" / "quickstart.yaml"
@@ -138,9 +139,9 @@ def _train(graph, splits, analytic, world, epochs):
     return trainer, summaries
 
 
-def _replica(rank: int, world_size: int, port: int, out: str, epochs: int, setup, nan_step: int | None) -> None:
+def _replica(rank: int, world_size: int, out: str, epochs: int, setup, nan_step: int | None) -> None:
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo")
     os.environ[D.INIT_FILE_ENV] = str(Path(out) / "rendezvous")  # no port race with parallel tests
     if nan_step is not None and rank == 1:  # poison one step's data on rank 1 only
@@ -163,7 +164,7 @@ def _replicas(tmp_path: Path, epochs: int, setup, nan_step: int | None = None) -
     """Train 2 replicas forked from this process (which has torch, the data and the spec
     loaded: 2 s per process instead of 8 on a busy 2-core machine; the spawned path of
     ``--nproc`` is tested below)."""
-    ctx = mp.start_processes(_replica, args=(2, D.free_port(), str(tmp_path), epochs, setup, nan_step), nprocs=2,
+    ctx = mp.start_processes(_replica, args=(2, str(tmp_path), epochs, setup, nan_step), nprocs=2,
                              join=False, start_method="fork")
     deadline = time.monotonic() + 120
     try:

@@ -18,10 +18,11 @@ from hiervae.data import DataSplits, EVAL_SEEDS
 from hiervae.data.dequantize import dequantize_fixed
 from hiervae.errors import SpecError
 from hiervae.graph import build_graph
-from hiervae.nn.flows import bits_per_dim
+from hiervae.data.dequantize import bits_per_dim
 from hiervae.language import parse_spec
-from hiervae.train import Trainer, fit, select_analytic_kl
-from hiervae.train.loop import check_data_matches
+from hiervae.policy import select_analytic_kl
+from hiervae.train import Trainer, fit
+from hiervae.train import check_data_matches
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
@@ -48,7 +49,7 @@ def trainer_for(text, flows, overrides=()):
 def test_sere_maf_learns_through_the_table_8_phases(flows):
     trainer = trainer_for(flows.sere_maf, flows, TABLE_8)
     # phases: beta 0 with a cosine LR for 2 epochs, geometric warm-up, then beta 1 at the constant LR
-    settings = [trainer.epoch_settings(e) for e in range(6)]
+    settings = [(trainer.betas(e), trainer.lrs(e)) for e in range(6)]  # geometric: one beta per epoch
     assert [b for b, _ in settings[:3]] == [0.0, 0.0, 0.0] and settings[3][0] == pytest.approx(10 ** -0.5)
     assert settings[4][0] == settings[5][0] == 1.0
     assert [lr for _, lr in settings] == pytest.approx([3e-3, 1.5e-3, 3e-3, 3e-3, 3e-3, 3e-3])
@@ -93,7 +94,7 @@ def test_dropout_and_weight_decay_are_honoured(flows):
     residual.eval()
     assert torch.equal(residual.condition(ctx)(None), residual.condition(ctx)(None))
     # L2 is applied by the optimiser: with zero gradients a step still shrinks the weights
-    w = residual.net.mlp.net[0].weight if hasattr(residual.net, "mlp") else next(residual.parameters())
+    w = residual.net.net.net[0].weight  # Residual -> ParamNet -> MLP -> first Linear
     before = w.detach().clone()
     for p in trainer.params:
         p.grad = torch.zeros_like(p)

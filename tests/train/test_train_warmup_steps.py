@@ -18,7 +18,8 @@ from hiervae.program import build_program
 from hiervae.data import load_dataset
 from hiervae.graph import build_graph
 from hiervae.language import load_spec
-from hiervae.train import Trainer, select_analytic_kl
+from hiervae.policy import select_analytic_kl
+from hiervae.train import Trainer
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "specs" / "quickstart.yaml"
 

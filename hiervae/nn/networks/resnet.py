@@ -1,4 +1,5 @@
-"""Convolutional ResNet encoders and decoders of images (paper section 5.2.2, appendix 8).
+"""Convolutional ResNet encoders and decoders of images (network kind ``resnet``; paper
+section 5.2.2, appendix 8).
 
 The ResNet SeRe-VAE replaces the evidence encoders and the decoder of the MLP model
 by small ResNets (Table 6): an encoder of two residual blocks with feature maps
@@ -13,7 +14,7 @@ Pyro sites, the concatenated contexts of the compiler), so these modules take an
 return flat tensors and reshape inside; any number of leading batch dims works (the
 importance-weighted evaluation feeds ``(particles, batch, features)``).  BatchNorm2d
 only takes ``(N, C, H, W)``, so the leading dims are folded into one and back, as
-:class:`~hiervae.nn.mlp.MLP` does for BatchNorm1d.
+:class:`~hiervae.nn.networks.mlp.MLP` does for BatchNorm1d.
 
 Sizes that do not divide by two are handled exactly, not by luck: a downsampling
 convolution with "same" padding maps ``n -> ceil(n / 2)`` (7 -> 4), and the decoder
@@ -26,12 +27,15 @@ be odd, so that "same" padding exists and the shortcut and the main path agree.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import nn
 
-from hiervae.nn.mlp import make_activation
+from hiervae.language.net import Net
+from hiervae.nn.networks.base import Network
+from hiervae.nn.networks.mlp import make_activation
+from hiervae.nn.registry import NETWORKS, NetworkKind
 
 SCALES = (None, "down", "up")
 
@@ -105,7 +109,7 @@ class ResidualBlock(nn.Module):
         return self.activation(self.main(x) + self.shortcut(x))
 
 
-class ResNetEncoder(nn.Module):
+class ResNetEncoder(Network):
     """Image ``(..., C*H*W)`` -> features ``(..., out_features)`` (Table 6, evidence encoder).
 
     One :class:`ResidualBlock` per entry of ``filters``, each halving the map when
@@ -162,7 +166,7 @@ def upsampling_plan(size: int, blocks: int) -> tuple[list[int], list[int]]:
     return sizes, padding
 
 
-class ResNetDecoder(nn.Module):
+class ResNetDecoder(Network):
     """Context ``(..., context_features)`` -> image-shaped outputs ``(..., C*H*W)`` (Table 6 decoder).
 
     A dense layer (with ``activation``) maps the context to the smallest feature map,
@@ -217,3 +221,39 @@ class ResNetDecoder(nn.Module):
         logits = self.out(self.blocks(maps))
         assert logits.shape[-2] == h and logits.shape[-1] == w, "upsampling plan missed the image size"
         return logits.reshape(*context.shape[:-1], self.out_features)
+
+
+@NETWORKS.register("resnet")
+class ResNetKind(NetworkKind):
+    """``resnet: [filters]``: an image to features (:class:`ResNetEncoder`, an encoder of an
+    image-shaped observed node) or features to an image (:class:`ResNetDecoder`, the
+    parameters of an image likelihood)."""
+
+    keys: ClassVar[frozenset[str]] = frozenset({"resnet", "scale", "kernel", "activation", "out", "out_activation",
+                                                "batch_norm"})
+
+    @classmethod
+    def check(cls, net: Net, in_shape: tuple[int, ...], out_shape: tuple[int, ...] | None) -> None:
+        image_in = len(in_shape) in (2, 3)
+        image_out = out_shape is not None and len(out_shape) in (2, 3)
+        if image_in == image_out:
+            raise ValueError(
+                "a resnet network maps an image to features (an encoder of an image-shaped observed node, "
+                "[C, H, W] or [H, W]) or features to an image (an image likelihood's decoder); here it would map "
+                f"{list(in_shape)} to {list(out_shape) if out_shape else 'features'}")
+        if image_in and net.scale == "up":
+            raise ValueError("an encoder cannot upsample (scale: up); use scale: down or none")
+        if image_out and net.scale == "down":
+            raise ValueError("a decoder cannot downsample (scale: down); use scale: up or none")
+        if net.kernel < 1 or net.kernel % 2 == 0:
+            raise ValueError(f"kernel must be a positive odd size (same padding), got {net.kernel}")
+
+    @classmethod
+    def build(cls, net: Net, in_shape: tuple[int, ...], out_shape: tuple[int, ...] | None) -> nn.Module:
+        cls.check(net, in_shape, out_shape)
+        if len(in_shape) in (2, 3):
+            out = None if out_shape is None else math.prod(out_shape)
+            return ResNetEncoder(in_shape, net.layers, out, kernel=net.kernel, scale=net.scale,
+                                 activation=net.activation, out_activation=net.out_activation, batch_norm=net.batch_norm)
+        return ResNetDecoder(math.prod(in_shape), out_shape, net.layers, kernel=net.kernel, scale=net.scale,
+                             activation=net.activation, batch_norm=net.batch_norm)

@@ -1,4 +1,4 @@
-"""Multilayer perceptrons, the building block of every network in the MLP SeRe-VAE.
+"""Multilayer perceptrons (network kind ``mlp``), the building block of the MLP SeRe-VAE.
 
 Evidence encoders, latent encoders, the loc/scale networks of the Gaussian layers,
 the shift/scale networks of the bijectors and the decoder are all MLPs (paper,
@@ -7,18 +7,26 @@ Table 5), so one class with the paper's conventions lives here:
 * weights Glorot-normal, biases zero (Table 4, "kernel/bias initializer");
 * optional batch normalisation at the *input* of every linear layer (appendix 7:
   "batch normalization layers were added at the input of each layer");
-* activations chosen by name, so a spec can say ``activation: tanh``.
+* activations chosen by name (:data:`ACTIVATIONS`), so a spec can say ``activation: tanh``.
+
+An ``mlp`` network maps flat features to flat features of any size (the input and output
+shapes are flattened); ``out`` sets an encoder's output size, a head's is fixed by its
+consumer.
 
 The l2 penalty of Table 4 is the optimiser's ``weight_decay``, not part of the module.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import math
+from typing import Callable, ClassVar, Sequence
 
 import torch
 from torch import nn
 
+from hiervae.language.net import Net
+from hiervae.nn.networks.base import Network
+from hiervae.nn.registry import NETWORKS, NetworkKind
 from hiervae.registry import Registry
 
 ACTIVATIONS: Registry[Callable[[], nn.Module]] = Registry("activation")
@@ -41,7 +49,7 @@ def make_activation(name: str | None) -> nn.Module:
     return ACTIVATIONS.get("none" if name is None else name)()
 
 
-class MLP(nn.Module):
+class MLP(Network):
     """``(..., in_features) -> (..., out_features)``; any number of leading batch dims.
 
     Each layer is ``[BatchNorm1d] -> Linear -> activation -> [Dropout]``; the output
@@ -89,46 +97,15 @@ class MLP(nn.Module):
         return y.reshape(*x.shape[:-1], self.out_features)
 
 
-def cat_context(parts: list[torch.Tensor]) -> torch.Tensor | None:
-    """Concatenate context parts on the last dim (``None`` for no parts), broadcasting the
-    batch dims only when they differ (IW particles: ``(n, B, F)`` latent features next to
-    ``(B, F)`` evidence features, which are computed once and expanded, not recomputed)."""
-    if not parts:
-        return None
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0].shape[:-1]
-    if all(p.shape[:-1] == first for p in parts):
-        return torch.cat(parts, -1)
-    shape = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
-    return torch.cat([p.expand(*shape, p.shape[-1]) for p in parts], -1)
+@NETWORKS.register("mlp")
+class MLPKind(NetworkKind):
+    """``mlp: [widths]``: :class:`MLP` from the flattened input to the flattened output."""
 
+    keys: ClassVar[frozenset[str]] = frozenset({"mlp", "activation", "out", "out_activation", "batch_norm",
+                                                "dropout", "separate"})
 
-class ParamNet(nn.Module):
-    """Context ``(..., context_features)`` -> parameters ``(..., numel(init))``.
-
-    A parameter of a conditional layer is a network of its parents, except at the
-    root of the hierarchy (``context_features == 0``), where it is a learned constant
-    starting at ``init``; the context (``None`` or shape ``(..., 0)``) then only
-    supplies the batch shape.  Having both cases behind one interface keeps the
-    Gaussian heads and the bijectors free of root special cases.
-    """
-
-    def __init__(self, context_features: int, init: torch.Tensor, **mlp_options):
-        super().__init__()
-        self.context_features = context_features
-        if context_features == 0:
-            self.const = nn.Parameter(init.detach().clone().flatten())
-        else:
-            self.mlp = MLP(context_features, out_features=init.numel(), **mlp_options)
-
-    def forward(self, context: torch.Tensor | None) -> torch.Tensor:
-        if context is not None and context.shape[-1] != self.context_features:
-            raise ValueError(
-                f"context has {context.shape[-1]} features, expected {self.context_features}"
-            )
-        if self.context_features == 0:
-            return self.const if context is None else self.const.expand(*context.shape[:-1], -1)
-        if context is None:
-            raise ValueError(f"a context with {self.context_features} features is required")
-        return self.mlp(context)
+    @classmethod
+    def build(cls, net: Net, in_shape: tuple[int, ...], out_shape: tuple[int, ...] | None) -> MLP:
+        return MLP(math.prod(in_shape), net.layers, None if out_shape is None else math.prod(out_shape),
+                   activation=net.activation, out_activation=net.out_activation, batch_norm=net.batch_norm,
+                   dropout=net.dropout)

@@ -1,12 +1,5 @@
-"""Normalizing-flow layers of the SeRe-MAF (paper section 4, section 5.3, appendix 9).
-
-* :class:`MAFLikelihood` (family ``maf``): ``p(x | context)`` as a conditional masked
-  autoregressive flow over a context-dependent base distribution.
-* :class:`SplineCoupling` (transform ``spline_coupling``): ``z = f(eps; context)``, a
-  stack of rational-quadratic spline coupling layers (Durkan et al. 2019).
-* :class:`Residual` (transform ``residual``, NOT bijective): ``h = h_prev + r(context)``.
-* Logit-space pre-processing for images: :func:`dequantize`, :func:`logit_transform`,
-  :func:`to_logit_space`, :func:`from_logit_space`, and :func:`bits_per_dim`.
+"""The ``maf`` likelihood: ``p(x | context)`` as a conditional masked autoregressive flow
+over a context-dependent base (paper section 4.2, appendix 9).
 
 Density conventions (all in nats, natural log)
 ----------------------------------------------
@@ -20,75 +13,37 @@ Pixels ``k in {0..255}`` are dequantised to ``v = (k + u) / 256 in [0, 1)``,
     bits/dim   = -(log p(v) - D log 256) / (D log 2)             (:func:`bits_per_dim`)
 
 :class:`MAFLikelihood` with ``logit_alpha`` set models ``v`` (dequantised values in
-[0, 1]) and includes the logit Jacobian in ``log_prob``, so its ``log_prob`` is
-``log p(v)`` and :func:`bits_per_dim` applies directly.  The dequantisation noise is
+[0, 1]) and includes the logit Jacobian in ``log_prob`` (:mod:`hiervae.nn.logit_space`), so
+its ``log_prob`` is ``log p(v)`` and :func:`hiervae.data.dequantize.bits_per_dim` applies
+directly.  The dequantisation noise is
 *not* added by the distribution (a ``log_prob`` must be a deterministic function of
 its argument): the data pipeline adds it (``data.dequantize: uniform``, see
-:mod:`hiervae.data.dequantize`; :func:`dequantize` is re-exported here).
+:mod:`hiervae.data.dequantize`).
 Without ``logit_alpha`` the flow models ``x`` in R^D as given.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Sequence
+from typing import Annotated, Literal, Sequence
 
 import pyro.distributions as dist
 import torch
-from nflows.transforms import CompositeTransform, PiecewiseRationalQuadraticCouplingTransform
+from pydantic import Field
 from pyro.distributions.conditional import ConditionalDistribution
 from torch import nn
-from torch.distributions import Transform, constraints
+from torch.distributions import constraints
 
-from hiervae.data.dequantize import dequantize
-from hiervae.nn.gaussian import VARIANCE_FLOOR, diag_normal, raw_of_one, scale_from_raw, variance_from_raw
-from hiervae.nn.made import ConditionalMADE
-from hiervae.nn.mlp import ParamNet
-from hiervae.nn.registry import FAMILIES, TRANSFORMS, Configurable
+from hiervae.language.net import Net
+from hiervae.nn.families.normal import VARIANCE_FLOOR, diag_normal, raw_of_one, scale_from_raw, variance_from_raw
+from hiervae.nn.logit_space import from_logit_space, logit_transform
+from hiervae.nn.networks.made import ConditionalMADE
+from hiervae.nn.networks.params import ParamNet
+from hiervae.nn.registry import FAMILIES, Family
 
-LOG_256 = math.log(256.0)
 BASES = ("unit_rank_normal", "normal", "std_normal")
 MADE_CONTEXTS = ("all", "split", "none")
 
 
-# ----------------------------------------------------------------------------- logit space
-def logit_transform(v: torch.Tensor, alpha: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
-    """``y = logit(alpha + (1 - alpha) v)`` and ``log|dy/dv|`` summed over the last dim."""
-    s = alpha + (1 - alpha) * v
-    y = torch.log(s) - torch.log1p(-s)
-    log_det = (math.log1p(-alpha) - torch.log(s) - torch.log1p(-s)).sum(-1)
-    return y, log_det
-
-
-def from_logit_space(y: torch.Tensor, alpha: float = 0.05) -> torch.Tensor:
-    """Inverse of :func:`logit_transform`: ``v = (sigmoid(y) - alpha) / (1 - alpha)``.
-
-    ``v`` lies in ``(-alpha / (1 - alpha), 1)``; clip to [0, 1] only for display.
-    """
-    return (torch.sigmoid(y) - alpha) / (1 - alpha)
-
-
-def to_logit_space(
-    x: torch.Tensor,
-    alpha: float = 0.05,
-    noise: float | torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixels (uint8, or floats ``k/255``) -> ``(y, log|dy/dv|)``: :func:`dequantize` then
-    :func:`logit_transform`.  ``log p(v) = log p(y) + log|dy/dv|`` for ``v`` in [0, 1]^D."""
-    return logit_transform(dequantize(x, noise, generator), alpha)
-
-
-def bits_per_dim(log_prob_nats: torch.Tensor | float, D: int) -> torch.Tensor | float:
-    """Bits per dimension of 8-bit data from ``log p(v)``, the density on [0, 1]^D (nats).
-
-    ``-(log p(v) - D log 256) / (D log 2)``: the ``- D log 256`` turns the density on
-    [0, 1]^D into the density of the 256-level pixel values on [0, 256)^D.
-    """
-    return -(log_prob_nats - D * LOG_256) / (D * math.log(2.0))
-
-
-# ----------------------------------------------------------------------------- MAF
 def _expand_context(context: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
     if context is None or context.shape[-1] == 0:
         return None
@@ -219,7 +174,7 @@ class FlowDistribution(dist.TorchDistribution):
 
 
 @FAMILIES.register("maf")
-class MAFLikelihood(Configurable, ConditionalDistribution, nn.Module):
+class MAFLikelihood(Family, ConditionalDistribution, nn.Module):
     """``p(x | context)``: conditional MAF over a context-dependent base (paper section 4.2).
 
     ``flows x mades_per_flow`` :class:`MAFStep`\\ s (Table 9: 2 x 5, MADEs of 2 x 1024
@@ -257,36 +212,40 @@ class MAFLikelihood(Configurable, ConditionalDistribution, nn.Module):
     networks' last convolution); only the output layer departs from Table 8, and the
     model family (unbounded affine MAF steps, as in the MAF paper) is unchanged.
 
-    Spec networks: ``mlp``/``activation`` of the ``net`` become the MADE's ``hidden``
-    and ``activation``; a network ``batch_norm`` key does not touch ``batch_norm``
-    (which is the bijector between steps).
+    Networks: ``net`` is every MADE's (``mlp`` widths and ``activation``); the base's
+    networks are ``base_hidden`` / ``base_activation`` (options).  The ``batch_norm`` option
+    is the bijector between steps, not a network setting.
     """
 
-    net_keys = {"mlp": "hidden", "activation": "activation", "batch_norm": "-", "dropout": "-",
-                "out_activation": "-", "separate": "-"}
+    roles = frozenset({"likelihood"})
+    continuous = True
+    net_keys = frozenset({"mlp", "activation"})
+    net_defaults = Net(layers=(1024, 1024), activation="relu")
+    doc = "conditional masked autoregressive flow over a unit-rank Gaussian base"
 
     def __init__(
         self,
         dim: int,
         context_features: int,
-        flows: int = 2,
-        mades_per_flow: int = 5,
+        net: Net | None = None,
+        flows: Annotated[int, Field(ge=1)] = 2,
+        mades_per_flow: Annotated[int, Field(ge=1)] = 5,
         batch_norm: bool = True,
-        base: str = "unit_rank_normal",
-        logit_alpha: float | None = None,
-        hidden: Sequence[int] = (1024, 1024),
-        activation: str = "relu",
+        base: Literal["unit_rank_normal", "normal", "std_normal"] = "unit_rank_normal",
+        logit_alpha: Annotated[float, Field(ge=0, lt=1)] | None = None,
         random_order: bool = True,
-        seed: int = 0,
-        base_context: int | None = None,
-        made_context: str = "all",
-        base_hidden: Sequence[int] = (512,),
+        seed: Annotated[int, Field(ge=0)] = 0,
+        base_context: Annotated[int, Field(ge=0)] | None = None,
+        made_context: Literal["all", "split", "none"] = "all",
+        base_hidden: Sequence[Annotated[int, Field(ge=1)]] = (512,),
         base_activation: str = "relu",
-        variance_floor: float = VARIANCE_FLOOR,
-        batch_norm_momentum: float = 0.1,
+        variance_floor: Annotated[float, Field(ge=0)] = VARIANCE_FLOOR,
+        batch_norm_momentum: Annotated[float, Field(gt=0, le=1)] = 0.1,
         identity_init: bool = True,
     ):
         super().__init__()
+        net = self.network(net)
+        hidden, activation = net.layers, net.activation
         if base not in BASES:
             raise ValueError(f"MAFLikelihood: base must be one of {', '.join(BASES)}, got {base!r}")
         if made_context not in MADE_CONTEXTS:
@@ -322,11 +281,11 @@ class MAFLikelihood(Configurable, ConditionalDistribution, nn.Module):
         if base == "std_normal":
             self.base_nets = nn.ModuleList()
         else:
-            mlp = dict(hidden=tuple(base_hidden), activation=base_activation)
+            base_net = Net(layers=tuple(base_hidden), activation=base_activation)
             inits = [torch.zeros(dim), torch.full((dim,), raw_of_one(variance_floor))]
             if base == "unit_rank_normal":
                 inits.append(nn.init.xavier_normal_(torch.empty(dim, 1)).flatten())
-            self.base_nets = nn.ModuleList(ParamNet(n_base, init, **mlp) for init in inits)
+            self.base_nets = nn.ModuleList(ParamNet(n_base, init, base_net) for init in inits)
 
         steps: list[nn.Module] = []
         total = flows * mades_per_flow
@@ -367,221 +326,3 @@ class MAFLikelihood(Configurable, ConditionalDistribution, nn.Module):
                 ctx = None if (context is None or hi == lo) else context[..., lo:hi]
             bound.append((module, ctx))
         return FlowDistribution(self.base_distribution(context), bound, self.logit_alpha)
-
-
-# ----------------------------------------------------------------------------- spline coupling
-class _CouplingNet(nn.Module):
-    """Parameters of one spline coupling layer from ``(identity half, context)``.
-
-    Three separate MLPs (Table 9: bin widths, bin heights, knot slopes) or one shared
-    MLP, laid out as nflows expects: ``(N, transformed * (3 bins - 1))``, per feature
-    ``[widths (bins), heights (bins), inner derivatives (bins - 1)]``.
-    ``hidden_features = 1`` switches off nflows' ``1/sqrt(width)`` rescaling of the
-    width/height logits: with the paper's tanh output they are already bounded.
-    """
-
-    hidden_features = 1
-
-    def __init__(self, identity: int, context_features: int, transformed: int, bins: int,
-                 separate_networks: bool, **mlp_options):
-        super().__init__()
-        self.transformed, self.bins = transformed, bins
-        sizes = [bins, bins, bins - 1]
-        if not separate_networks:
-            sizes = [3 * bins - 1]
-        self.nets = nn.ModuleList(
-            ParamNet(identity + context_features, torch.zeros(transformed * s), **mlp_options) for s in sizes
-        )
-
-    def forward(self, identity: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        inputs = identity if context is None else torch.cat([identity, context], -1)
-        parts = [net(inputs).unflatten(-1, (self.transformed, -1)) for net in self.nets]
-        return torch.cat(parts, -1).flatten(-2)
-
-
-class ConditionedCoupling(Transform):
-    """A stack of nflows coupling layers bound to a context, as a torch ``Transform``.
-
-    Works on ``(..., dim)``: batch dims (broadcast against the context's) are flattened
-    for nflows and restored.  The log-determinant of the last forward or inverse call
-    is kept, so ``log_abs_det_jacobian`` right after ``t(x)`` or ``t.inv(y)`` (what
-    ``TransformedDistribution`` does) costs nothing; otherwise it is recomputed.
-    """
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-
-    def __init__(self, layers: CompositeTransform, context: torch.Tensor | None, cache_size: int = 0):
-        super().__init__(cache_size=cache_size)
-        self.layers, self.context = layers, context
-        self._last: tuple | None = None
-
-    def with_cache(self, cache_size: int = 1) -> "ConditionedCoupling":
-        if cache_size == self._cache_size:
-            return self
-        return ConditionedCoupling(self.layers, self.context, cache_size)
-
-    def _run(self, v: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx = self.context
-        shape = v.shape[:-1] if ctx is None else torch.broadcast_shapes(v.shape[:-1], ctx.shape[:-1])
-        flat = v.expand(*shape, -1).reshape(-1, v.shape[-1])
-        flat_ctx = None if ctx is None or ctx.shape[-1] == 0 else ctx.expand(*shape, -1).reshape(-1, ctx.shape[-1])
-        out, log_det = (self.layers.inverse if inverse else self.layers)(flat, flat_ctx)
-        return out.reshape(*shape, -1), log_det.reshape(shape)
-
-    def _call(self, x: torch.Tensor) -> torch.Tensor:
-        y, log_det = self._run(x, inverse=False)
-        self._last = (x, y, log_det)
-        return y
-
-    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        x, log_det = self._run(y, inverse=True)
-        self._last = (x, y, -log_det)
-        return x
-
-    def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self._last is not None and (self._last[0] is x or self._last[1] is y):
-            return self._last[2]
-        return self._run(x, inverse=False)[1]
-
-
-@TRANSFORMS.register("spline_coupling")
-class SplineCoupling(Configurable, nn.Module):
-    """``z = f(eps; context)``: ``splines`` rational-quadratic spline coupling layers.
-
-    Each layer (nflows ``PiecewiseRationalQuadraticCouplingTransform``, linear tails
-    outside ``[-bound, bound]``, ``bins`` bins) leaves some features unchanged and
-    transforms the others with monotone splines whose parameters are MLPs of (the
-    unchanged features, the context).  Table 9: 5 splines, 32 bins, B = 20, MLPs of
-    2 x 60 tanh units with tanh output, three separate networks.
-
-    Masks: ``mask_size = None`` alternates halves (even features unchanged in even
-    layers, odd ones in odd layers); ``mask_size = d`` (Table 9's "mask size, d in
-    [23]": TFP's ``num_masked``) keeps ``d`` consecutive features unchanged, a block
-    that moves by ``d`` (cyclically) from one layer to the next, so different
-    features condition different layers.
-    """
-
-    bijective = True
-
-    def __init__(
-        self,
-        dim: int,
-        context_features: int,
-        bins: int = 32,
-        splines: int = 5,
-        mask_size: int | None = None,
-        bound: float = 20.0,
-        hidden: Sequence[int] = (60, 60),
-        activation: str = "tanh",
-        out_activation: str | None = "tanh",
-        batch_norm: bool = False,
-        dropout: float = 0.0,
-        separate_networks: bool = True,
-    ):
-        super().__init__()
-        if splines < 1 or bins < 1 or bound <= 0:
-            raise ValueError("SplineCoupling: splines and bins must be >= 1 and bound > 0")
-        if mask_size is not None and not 0 <= mask_size < dim:
-            raise ValueError(f"SplineCoupling: mask_size must be in [0, {dim - 1}] (features left unchanged), got {mask_size}")
-        self.dim, self.context_features = dim, context_features
-        mlp = dict(hidden=tuple(hidden), activation=activation, out_activation=out_activation,
-                   batch_norm=batch_norm, dropout=dropout)
-        layers = []
-        self.masks = []
-        for k in range(splines):
-            mask = self.layer_mask(dim, k, mask_size)  # 1 = transformed, 0 = unchanged
-            self.masks.append(mask)
-
-            def make_net(identity, out, mask=mask):
-                return _CouplingNet(identity, context_features, int(mask.sum()), bins, separate_networks, **mlp)
-
-            layers.append(PiecewiseRationalQuadraticCouplingTransform(
-                mask, make_net, num_bins=bins, tails="linear", tail_bound=bound))
-        self.layers = CompositeTransform(layers)
-
-    @staticmethod
-    def layer_mask(dim: int, k: int, mask_size: int | None) -> torch.Tensor:
-        """1 for the features layer ``k`` transforms, 0 for those it leaves unchanged."""
-        idx = torch.arange(dim)
-        if mask_size is None:
-            keep = idx % 2 == k % 2 if dim > 1 else torch.zeros(dim, dtype=torch.bool)
-        else:
-            keep = ((idx - k * mask_size) % dim) < mask_size
-        return (~keep).long()
-
-    def condition(self, context: torch.Tensor | None = None) -> ConditionedCoupling:
-        if context is not None and context.shape[-1] != self.context_features:
-            raise ValueError(f"context has {context.shape[-1]} features, expected {self.context_features}")
-        if context is None and self.context_features:
-            raise ValueError(f"a context with {self.context_features} features is required")
-        return ConditionedCoupling(self.layers, context)
-
-
-# ----------------------------------------------------------------------------- residual
-class ResidualUpdate(Transform):
-    """``h_prev -> h_prev + r``, with ``r = r(context)`` already computed; ``None -> r``.
-
-    Deterministic and NOT bijective in the sense the graph uses (``h`` also depends on
-    the context through ``r``, and it has no density-preserving inverse): ``inv`` and
-    ``log_abs_det_jacobian`` are not available.  Subclasses ``Transform`` only so that
-    it looks like the other transforms to the compiler (``t(h_prev)``, ``t.bijective``).
-    """
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = False
-
-    def __init__(self, residual: torch.Tensor):
-        super().__init__()
-        self.residual = residual
-
-    def __call__(self, h_prev: torch.Tensor | None = None) -> torch.Tensor:
-        return self._call(h_prev)
-
-    def _call(self, h_prev: torch.Tensor | None) -> torch.Tensor:
-        return self.residual if h_prev is None else h_prev + self.residual
-
-    def log_abs_det_jacobian(self, x, y):
-        raise NotImplementedError("a residual update is not a bijection of its input")
-
-
-@TRANSFORMS.register("residual")
-class Residual(Configurable, nn.Module):
-    """Deterministic node ``h = h_prev + r(context)`` (paper Fig. 5, section 4.2).
-
-    ``gamma(l) = gamma(l-1) + r(gamma(l-1), z(l))``: ``context`` is the concatenation of
-    all ``given`` nodes (``gamma(l-1)`` included), ``r`` an MLP of it with a linear
-    output of ``dim`` units (or a learned constant without context), and
-    ``condition(context)`` returns a :class:`ResidualUpdate` to call on ``h_prev``
-    (``None`` at the first layer, where ``h = r(context)``).  Table 9: 2 x 512 relu
-    units, dropout 0.5 in the paper's residual blocks.
-    """
-
-    bijective = False
-
-    def __init__(
-        self,
-        dim: int,
-        context_features: int,
-        hidden: Sequence[int] = (512, 512),
-        activation: str = "relu",
-        out_activation: str | None = None,
-        batch_norm: bool = False,
-        dropout: float = 0.0,
-    ):
-        super().__init__()
-        self.dim, self.context_features = dim, context_features
-        self.net = ParamNet(context_features, torch.zeros(dim), hidden=tuple(hidden), activation=activation,
-                            out_activation=out_activation, batch_norm=batch_norm, dropout=dropout)
-
-    def condition(self, context: torch.Tensor | None = None) -> ResidualUpdate:
-        return ResidualUpdate(self.net(context))
-
-
-__all__ = [
-    "BatchNormStep", "ConditionedCoupling", "FlowDistribution", "MAFLikelihood", "MAFStep",
-    "Residual", "ResidualUpdate", "SplineCoupling", "bits_per_dim", "dequantize", "from_logit_space",
-    "logit_transform", "to_logit_space",
-]

@@ -1,9 +1,11 @@
-"""Data-parallel training with ``torch.distributed``: N processes, one model replica each.
+"""Data-parallel training with ``torch.distributed``: the process group and the collectives
+one model replica per process needs.
 
 Two ways in, one code path (:func:`hiervae.train.fit` with ``distributed=True``):
 
-* ``hiervae fit SPEC --nproc N`` -- :func:`launch` spawns N local processes (gloo on
-  CPU, nccl on CUDA with one GPU per process) and rendezvous on a free loopback port;
+* ``hiervae fit SPEC --nproc N`` -- :func:`hiervae.train.launch.launch` spawns N local
+  processes (gloo on CPU, nccl on CUDA with one GPU per process) that meet through a
+  rendezvous file (``file://``);
 * ``torchrun ... -m hiervae fit SPEC`` -- every process finds ``RANK``, ``WORLD_SIZE``,
   ``LOCAL_RANK`` (and ``MASTER_ADDR`` / ``MASTER_PORT``) in its environment and
   :meth:`World.from_env` initialises the process group from it (``env://``).
@@ -57,29 +59,20 @@ the uninterrupted one would, and may even be resumed with another N.
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
-import socket
-import sys
-import tempfile
-import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
-from pyro.poutine.messenger import Messenger
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from hiervae.errors import RunError
+from hiervae.policy import resolve_device
 from hiervae.program.objective import ElboTerms, loss as single_loss
 from hiervae.program.sites import noise_source
-from hiervae.errors import HiervaeError, RunError
 
-DATA_PLATE = "data"  # the plate of per-example sites in a compiled Program
-STOP_GRACE_S = 10.0  # --nproc: after one process fails, how long the others get to stop by themselves
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
 
@@ -95,13 +88,6 @@ runs); a file in the launcher's private temporary directory cannot.  torchrun's
 def launched_by_torchrun() -> bool:
     """Whether this process was started by ``torchrun`` (or another env:// launcher)."""
     return all(key in os.environ for key in ("RANK", "WORLD_SIZE"))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on ``host`` a moment ago (bind to port 0, read, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- the process group
@@ -137,10 +123,8 @@ class World:
             raise RunError(f"RANK={rank} is not in [0, WORLD_SIZE={size})")
         if size == 1:
             return None
-        dev = torch.device(device)
+        dev = resolve_device(device)
         if dev.type == "cuda":
-            if not torch.cuda.is_available():
-                raise RunError("--device cuda: CUDA is not available; use --device cpu (gloo)")
             if dev.index is not None:
                 raise RunError(f"--device {device}: with several processes each one uses cuda:LOCAL_RANK; pass --device cuda")
             if local_rank >= torch.cuda.device_count():
@@ -148,10 +132,8 @@ class World:
             dev = torch.device("cuda", local_rank)
             torch.cuda.set_device(dev)
             backend = "nccl"
-        elif dev.type == "cpu":
-            backend = "gloo"
         else:
-            raise RunError(f"--device {device}: only cpu and cuda are supported")
+            backend = "gloo"
         owns = not dist.is_initialized()
         if owns:
             kwargs = {"device_id": dev} if dev.type == "cuda" else {}
@@ -292,40 +274,25 @@ def _draw(fn, rank: int, world: int) -> torch.Tensor:
     return sample(big)[rank]
 
 
-class ShardedNoise(Messenger):
-    """Latent sites of the data plate draw for the global batch, keep this rank's rows.
-
-    Only fresh draws are touched: observed, replayed and conditioned sites (``value``
-    already set) and sites outside the data plate (the same on every rank) are left
-    to Pyro.  Rank ``r``'s rows are ``r*b .. (r+1)*b - 1`` of the global batch, the
-    block :class:`hiervae.data.Batches` gives it.
-    """
+class ShardedNoise:
+    """Inside this block, the direct evaluation's latents draw for the global batch and keep
+    this rank's rows (:func:`hiervae.program.sites.noise_source`).  Rank ``r``'s rows are
+    ``r*b .. (r+1)*b - 1`` of the global batch, the block :class:`hiervae.data.Batches`
+    gives it."""
 
     def __init__(self, rank: int, world: int):
-        super().__init__()
         self.rank, self.world = rank, world
-
-    def __enter__(self):
-        # the direct (Pyro-free) evaluation that training uses draws through the same rule
         self._direct = noise_source(self.draw)
-        self._direct.__enter__()
-        return super().__enter__()
 
-    def __exit__(self, *exc):
-        try:
-            return super().__exit__(*exc)
-        finally:
-            self._direct.__exit__(*exc)
+    def __enter__(self) -> "ShardedNoise":
+        self._direct.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._direct.__exit__(*exc)
 
     def draw(self, fn) -> torch.Tensor:
         return _draw(fn, self.rank, self.world)
-
-    def _pyro_sample(self, msg) -> None:
-        if msg["is_observed"] or msg["value"] is not None or msg["done"] or msg["args"] or msg["kwargs"]:
-            return
-        if not any(f.name == DATA_PLATE for f in msg["cond_indep_stack"]):
-            return
-        msg["value"] = self.draw(msg["fn"])
 
 
 class ShardedDropout(nn.Module):
@@ -359,129 +326,3 @@ def _shard_dropout(module: nn.Module, rank: int, world: int) -> None:
             setattr(module, name, ShardedDropout(child.p, rank, world))
         else:
             _shard_dropout(child, rank, world)
-
-
-# ---------------------------------------------------------------- --nproc: spawn locally
-class WorkerError(HiervaeError):
-    """A user-facing error raised in a worker process, re-raised in the launcher."""
-
-    def __init__(self, message: str, exit_code: int = 2):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def check_launch(nproc: int, spec_path: str | Path, overrides: Iterable[str], device: str) -> None:
-    """Refuse what cannot work before spawning anything (one message, not N)."""
-    from hiervae.language import load_spec
-
-    if launched_by_torchrun():
-        raise RunError("--nproc: this process was started by torchrun, which already made the processes; drop --nproc")
-    if torch.device(device).type == "cuda":
-        if torch.device(device).index is not None:
-            raise RunError(f"--device {device}: with --nproc each process uses its own GPU; pass --device cuda")
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if nproc > count:
-            raise RunError(f"--nproc {nproc} --device cuda: needs {nproc} GPUs, {count} visible")
-    elif not dist.is_gloo_available():
-        raise RunError("--nproc on the CPU needs torch.distributed with gloo, which this torch lacks")
-    spec = load_spec(spec_path, list(overrides))
-    batch = spec.document.train.batch_size
-    if batch % nproc:
-        raise RunError(f"--nproc {nproc}: train.batch_size {batch} is the global batch and must be divisible by "
-                       f"the number of processes ({batch} = {nproc} x {batch / nproc:g})")
-
-
-def launch(nproc: int, spec_path: str | Path, overrides: Iterable[str] = (), *, device: str = "cpu",
-           threads: int | None = None, **fit_kwargs: Any):
-    """Train with ``nproc`` local processes; returns rank 0's :class:`FitResult`.
-
-    ``fit_kwargs`` are :func:`hiervae.train.fit`'s (picklable ones: no ``log``).  Each
-    process uses ``threads`` CPU threads (default: the cores divided among them).  A
-    user-facing error in any process is raised here, once, as it was raised there.
-    """
-    from hiervae.train.loop import fit
-
-    overrides = list(overrides)
-    if nproc == 1:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        return fit(spec_path, overrides, device=device, **fit_kwargs)
-    check_launch(nproc, spec_path, overrides, device)
-    import torch.multiprocessing as mp
-
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="hiervae-nproc-") as tmp:
-        args = (nproc, port, tmp, str(spec_path), overrides, device, threads, fit_kwargs)
-        ctx = mp.start_processes(_worker, args=args, nprocs=nproc, join=False, start_method="spawn")
-        try:
-            _wait(ctx.processes)
-        finally:
-            for p in ctx.processes:
-                if p.is_alive():
-                    p.terminate()
-                p.join()
-        reported = sorted(Path(tmp).glob("error-*.json"), key=lambda p: int(p.stem.split("-")[1]))
-        if reported:  # a user-facing error: the lowest rank's, once
-            info = json.loads(reported[0].read_text())
-            raise WorkerError(info["message"], info["exit_code"])
-        for rank, p in enumerate(ctx.processes):
-            if p.exitcode == 0:
-                continue
-            trace = Path(ctx.error_files[rank])
-            if trace.is_file() and trace.stat().st_size:  # a bug: show the worker's traceback
-                with open(trace, "rb") as f:
-                    raise RuntimeError(f"training process {rank} failed:\n{pickle.load(f)}")
-            how = f"was killed by signal {-p.exitcode}" if p.exitcode < 0 else f"exited with code {p.exitcode}"
-            raise RunError(f"training process {rank} {how}; the others were stopped")
-        result = Path(tmp) / "result.pkl"
-        if not result.is_file():
-            raise RunError("the training processes ended without a result (interrupted?)")
-        with open(result, "rb") as f:
-            return pickle.load(f)
-
-
-def _wait(processes, grace_s: float = STOP_GRACE_S) -> None:
-    """Wait for every process; once one has failed, give the others ``grace_s`` to stop
-    by themselves (they normally meet the same error), then terminate them."""
-    from multiprocessing.connection import wait
-
-    deadline = None
-    while any(p.is_alive() for p in processes):
-        wait([p.sentinel for p in processes if p.is_alive()], timeout=1.0)
-        if deadline is None and any(p.exitcode not in (None, 0) for p in processes):
-            deadline = time.monotonic() + grace_s
-        if deadline is not None and time.monotonic() > deadline:
-            for p in processes:
-                if p.is_alive():
-                    p.terminate()
-            return
-
-
-def _worker(rank: int, nproc: int, port: int, tmp: str, spec_path: str, overrides: list[str], device: str,
-            threads: int | None, fit_kwargs: dict[str, Any]) -> None:
-    """One process of :func:`launch`: the torchrun environment by hand, then ``fit``."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(nproc),
-                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(nproc))
-    os.environ[INIT_FILE_ENV] = str(Path(tmp) / "rendezvous")
-    if torch.device(device).type == "cpu" and "GLOO_SOCKET_IFNAME" not in os.environ and sys.platform.startswith("linux"):
-        if any(name == "lo" for _, name in socket.if_nameindex()):
-            os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # one node: keep gloo's connections on loopback
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // nproc))
-    from hiervae.train.loop import fit
-
-    world = None
-    try:
-        world = World.from_env(device)  # this process owns the group: fit uses it and leaves it
-        result = fit(spec_path, overrides, device=device, distributed=True, **fit_kwargs)
-        world.close(synchronize=True)
-    except HiervaeError as err:  # report first: tearing down gloo after a peer left may abort
-        Path(tmp, f"error-{rank}.json").write_text(json.dumps({"message": str(err), "exit_code": err.exit_code}))
-        sys.exit(err.exit_code)
-    finally:
-        if world is not None:
-            world.close()
-    if rank == 0:
-        partial = Path(tmp, "result.pkl.partial")
-        with open(partial, "wb") as f:
-            pickle.dump(result, f)
-        partial.replace(Path(tmp, "result.pkl"))

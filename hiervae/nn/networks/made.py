@@ -54,7 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hiervae.nn.mlp import make_activation
+from hiervae.nn.networks.base import Network
+from hiervae.nn.networks.mlp import make_activation
 
 HIDDEN_DEGREES = ("equal", "random")
 OUTPUT_INITS = ("glorot", "zero")
@@ -78,7 +79,7 @@ class MaskedLinear(nn.Linear):
         return F.linear(x, self.masked_weight() if weight is None else weight, self.bias)
 
 
-class ConditionalMADE(nn.Module):
+class ConditionalMADE(Network):
     """``(x, context) -> (..., params_per_dim, D)``, autoregressive in ``x``.
 
     Output ``[..., p, i]`` depends only on the data inputs that come before ``i`` in

@@ -1,27 +1,25 @@
-"""Conditional bijectors ``z = f(eps | context)`` and the IAF guide family.
+"""The affine bijectors ``affine_lowrank`` and ``affine_diag``: ``z = f(eps | context)``.
 
-Pyro idiom throughout: a module's ``condition(context)`` returns a plain
-``torch.distributions.Transform`` (bijectors) or a Pyro distribution (families), so
-the compiler can put them straight into ``pyro.sample`` sites and
+Pyro idiom: a module's ``condition(context)`` returns a plain
+``torch.distributions.Transform``, so the compiler can put it straight into Pyro sites and
 ``TransformedDistribution``\\ s.
 """
 
 from __future__ import annotations
 
 from functools import cached_property, partialmethod
-from typing import Sequence
+from typing import Annotated
 
-import pyro.distributions as dist
 import torch
-from pyro.distributions.conditional import ConditionalDistribution, ConditionalTransformModule
-from pyro.distributions.transforms import ConditionalAffineAutoregressive
-from pyro.nn import ConditionalAutoRegressiveNN
+from pydantic import Field
+from pyro.distributions.conditional import ConditionalTransformModule
 from torch import nn
 from torch.distributions import Transform, constraints
 
-from hiervae.nn.gaussian import VARIANCE_FLOOR, DiagonalGaussianHead, raw_of_one, softplus_elu
-from hiervae.nn.mlp import ParamNet, make_activation
-from hiervae.nn.registry import FAMILIES, TRANSFORMS, Configurable
+from hiervae.language.net import Net
+from hiervae.nn.families.normal import HEAD_KEYS, VARIANCE_FLOOR, raw_of_one, softplus_elu
+from hiervae.nn.networks.params import ParamNet
+from hiervae.nn.registry import TRANSFORMS, TransformModule
 
 
 class LowRankAffineTransform(Transform):
@@ -83,13 +81,13 @@ class LowRankAffineTransform(Transform):
 
 
 @TRANSFORMS.register("affine_lowrank")
-class AffineLowRank(Configurable, ConditionalTransformModule):
+class AffineLowRank(TransformModule, ConditionalTransformModule):
     """The paper's shared transformational layer ``z^l = f^l(eps^l | z^{l-1})``.
 
     ``f(eps) = shift + (diag(d) + U U^T) eps`` ("diagonal plus unit-rank affine",
     Table 5; ``rank`` generalises it, ``rank=0`` is :class:`AffineDiag`).  shift, d
-    and U come from three identical MLPs of the context (Table 5: 2 x 20 units, tanh,
-    tanh output; ``separate_networks=False`` shares one), or are learned constants
+    and U come from three identical networks of the context (Table 5: 2 x 20 units, tanh,
+    tanh output; ``net.separate: false`` shares one), or are learned constants
     when ``context_features == 0``.
     ``d = softplus(elu(raw)) + diag_floor > 0`` keeps ``f`` invertible (appendix 7:
     "a similar parametrization is used for the scale" of these layers).
@@ -101,31 +99,28 @@ class AffineLowRank(Configurable, ConditionalTransformModule):
     domain = constraints.real_vector
     codomain = constraints.real_vector
     bijective = True
+    net_keys = HEAD_KEYS
+    net_defaults = Net(layers=(20, 20), activation="tanh", out_activation="tanh")
+    doc = "z = shift + (diag(d) + U U^T) eps, d > 0 (Rezende et al. 2014, eq. 19)"
 
     def __init__(
         self,
         dim: int,
         context_features: int,
-        rank: int = 1,
-        hidden: Sequence[int] = (20, 20),
-        activation: str = "tanh",
-        out_activation: str | None = "tanh",
-        batch_norm: bool = False,
-        dropout: float = 0.0,
-        separate_networks: bool = True,
-        diag_floor: float = VARIANCE_FLOOR,
+        net: Net | None = None,
+        rank: Annotated[int, Field(ge=0)] = 1,
+        diag_floor: Annotated[float, Field(gt=0)] = VARIANCE_FLOOR,
     ):
         super().__init__()
+        net = self.network(net)
         self.dim, self.context_features = dim, context_features
         self.rank, self.diag_floor = rank, diag_floor
-        mlp = dict(hidden=hidden, activation=activation, out_activation=out_activation,
-                   batch_norm=batch_norm, dropout=dropout)
         inits = [torch.zeros(dim), torch.full((dim,), raw_of_one(diag_floor))]
         if rank:
             inits.append(nn.init.xavier_normal_(torch.empty(dim, rank)).flatten())
-        if not separate_networks:
+        if not net.separate:
             inits = [torch.cat(inits)]
-        self.nets = nn.ModuleList(ParamNet(context_features, init, **mlp) for init in inits)
+        self.nets = nn.ModuleList(ParamNet(context_features, init, net) for init in inits)
 
     def condition(self, context: torch.Tensor | None = None) -> LowRankAffineTransform:
         if len(self.nets) == 1:
@@ -142,63 +137,5 @@ class AffineDiag(AffineLowRank):
     """``z = shift + d * eps``: :class:`AffineLowRank` with ``rank`` pinned to 0."""
 
     fixed_options = {"rank": 0}
+    doc = "z = shift + d * eps, d > 0"
     __init__ = partialmethod(AffineLowRank.__init__, **fixed_options)
-
-
-@FAMILIES.register("iaf")
-class ConditionalIAF(Configurable, ConditionalDistribution, nn.Module):
-    """Guide factor ``q(eps | context)``: a conditional inverse autoregressive flow.
-
-    A diagonal Gaussian of the context (:class:`DiagonalGaussianHead`) followed by
-    ``steps`` conditional affine autoregressive steps (Kingma et al. 2016, eq. 10),
-    each a conditional MADE of ``(eps, context)``.  We use Pyro's
-    ``ConditionalAffineAutoregressive`` + ``ConditionalAutoRegressiveNN`` rather than
-    nflows' MADE because they are already Pyro transforms: ``condition`` yields a
-    Pyro ``TransformedDistribution`` usable in a ``pyro.sample`` site with no adapter,
-    and each step caches its last (input, output) pair, so ``log_prob`` of the guide's
-    own ``rsample`` costs one pass (scoring any other value inverts sequentially,
-    O(dim) passes).  There is no closed-form KL: sites with this family need a Monte
-    Carlo ELBO term.
-
-    Permutations between steps: step ``k`` orders the variables by ``arange(dim)``,
-    reversed for odd ``k`` (as in the IAF paper).  This is done through the MADE's
-    ``permutation`` (its autoregressive order), which is equivalent to permuting
-    before and un-permuting after the step, without extra transforms.  Each MADE
-    hidden width must be ``>= dim`` (Pyro requires it); the default is ``[10 * dim]``.
-    The MADE layers keep Pyro's default initialisation.
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        context_features: int,
-        steps: int = 2,
-        hidden: Sequence[int] | None = None,
-        base_hidden: Sequence[int] = (256, 256),
-        activation: str = "relu",
-        batch_norm: bool = False,
-        variance_floor: float = VARIANCE_FLOOR,
-    ):
-        super().__init__()
-        self.dim, self.context_features = dim, context_features
-        self.base = DiagonalGaussianHead(
-            dim, context_features, hidden=base_hidden, activation=activation,
-            batch_norm=batch_norm, variance_floor=variance_floor,
-        )
-        order = torch.arange(dim)
-        self.steps = nn.ModuleList(
-            ConditionalAffineAutoregressive(
-                ConditionalAutoRegressiveNN(
-                    dim, context_features, list(hidden or [10 * dim]),
-                    permutation=order.flip(0) if k % 2 else order,
-                    nonlinearity=make_activation(activation),
-                )
-            )
-            for k in range(steps)
-        )
-
-    def condition(self, context: torch.Tensor | None = None) -> dist.TransformedDistribution:
-        base = self.base.condition(context)
-        if context is None:  # root: the MADEs still want a (0-feature) context tensor
-            context = base.mean.new_zeros(0)
-        return dist.TransformedDistribution(base, [step.condition(context) for step in self.steps])

@@ -1,4 +1,5 @@
-"""Diagonal Gaussian layers (priors and variational factors) and the paper's scale map.
+"""The ``normal`` family: diagonal Gaussian priors, guide factors and likelihoods, with the
+paper's scale map.
 
 Appendix 7, eq. (11): ``sigma^2 = softplus(elu(raw))``.  Large positive ``raw`` is
 left (almost) unchanged; negative ``raw`` is squashed by elu to ``> -1`` and then
@@ -13,17 +14,19 @@ reuse :func:`softplus_elu` for their diagonal scale.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Annotated
 
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.distributions.conditional import ConditionalDistribution
+from pydantic import Field
 from torch import nn
 
-from hiervae.nn.mlp import ParamNet
-from hiervae.nn.registry import FAMILIES, Configurable
-from hiervae.nn.residual_layer import ResidualParamNet
+from hiervae.language.net import Net
+from hiervae.nn.networks.evidence_residual import EvidenceResidualNet
+from hiervae.nn.networks.params import ParamNet
+from hiervae.nn.registry import FAMILIES, Family
 
 VARIANCE_FLOOR = 1e-4
 
@@ -58,53 +61,61 @@ def diag_normal(loc: torch.Tensor, scale: torch.Tensor) -> dist.TorchDistributio
     return dist.Normal(loc, scale).to_event(1)
 
 
+HEAD_KEYS = frozenset({"mlp", "activation", "out_activation", "batch_norm", "dropout", "separate"})
+"""The network keys of a family or transform whose parameters are MLP heads of its context."""
+
+
 @FAMILIES.register("normal")
-class DiagonalGaussianHead(Configurable, ConditionalDistribution, nn.Module):
+class DiagonalGaussianHead(Family, ConditionalDistribution, nn.Module):
     """``q(eps | context)`` or ``p(eps | context)`` = N(loc(context), diag scale(context)^2).
 
-    As in Table 5 loc and scale come from two identical MLPs of the context
-    (``separate_networks=False`` shares one MLP with a ``2*dim`` output instead).  With
+    As in Table 5 loc and scale come from two identical networks of the context
+    (``net.separate: false`` shares one network with a ``2*dim`` output instead).  With
     ``context_features == 0`` (first layer of the hierarchy) loc and raw scale are
     learned constants, starting at N(0, I).  ``forward`` maps context
     ``(..., context_features)`` (or ``None`` at the root) to ``(loc, scale)``, each
     ``(..., dim)``; ``condition`` wraps them in :func:`diag_normal`.
 
     ``residual=True`` is the residual variational layer of the ResNet SeRe-VAE (appendix
-    8): each parameter network becomes a :class:`ResidualParamNet`,
+    8): each parameter network becomes an :class:`EvidenceResidualNet`,
     ``phi_1(u) + r(e, h(u))``, with ``h`` of ``max(1, dim // 3)`` features.  It needs
     ``evidence = (start, stop)``, the slice of the context holding the evidence
     features, which the compiler fills for guide factors given an observed node.
+
+    ``merge: prior`` (Ladder VAE) combines a guide factor with the prior by precision
+    weighting (:meth:`merge`).
     """
+
+    roles = frozenset({"prior", "guide", "likelihood"})
+    analytic_kl_with = frozenset({"normal", "std_normal"})
+    merges_with = frozenset({"normal", "std_normal"})
+    net_keys = HEAD_KEYS
+    net_defaults = Net(layers=(256, 256), activation="relu")
+    doc = "diagonal Gaussian, sigma^2 = softplus(elu(raw)) + floor"
 
     def __init__(
         self,
         dim: int,
         context_features: int,
-        hidden: Sequence[int] = (256, 256),
-        activation: str = "relu",
-        out_activation: str | None = None,
-        batch_norm: bool = False,
-        dropout: float = 0.0,
-        separate_networks: bool = True,
-        variance_floor: float = VARIANCE_FLOOR,
+        net: Net | None = None,
+        variance_floor: Annotated[float, Field(ge=0)] = VARIANCE_FLOOR,
         residual: bool = False,
         evidence: tuple[int, int] | None = None,
     ):
         super().__init__()
         if residual and evidence is None:
             raise ValueError("residual: true needs evidence in the context: use it on a guide factor given an observed node")
+        net = self.network(net)
         self.dim = dim
         self.context_features = context_features
         self.variance_floor = variance_floor
-        mlp = dict(hidden=hidden, activation=activation, out_activation=out_activation,
-                   batch_norm=batch_norm, dropout=dropout)
         loc0, raw0 = torch.zeros(dim), torch.full((dim,), raw_of_one(variance_floor))
-        inits = [loc0, raw0] if separate_networks else [torch.cat([loc0, raw0])]
+        inits = [loc0, raw0] if net.separate else [torch.cat([loc0, raw0])]
         if residual:
             hidden_features = max(1, dim // 3)
-            nets = [ResidualParamNet(context_features, tuple(evidence), init, hidden_features, **mlp) for init in inits]
+            nets = [EvidenceResidualNet(context_features, tuple(evidence), init, hidden_features, net) for init in inits]
         else:
-            nets = [ParamNet(context_features, init, **mlp) for init in inits]
+            nets = [ParamNet(context_features, init, net) for init in inits]
         self.nets = nn.ModuleList(nets)
 
     def forward(self, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,25 +128,11 @@ class DiagonalGaussianHead(Configurable, ConditionalDistribution, nn.Module):
     def condition(self, context: torch.Tensor | None = None) -> dist.TorchDistribution:
         return diag_normal(*self(context))
 
-
-@FAMILIES.register("std_normal")
-class StandardNormal(Configurable, ConditionalDistribution, nn.Module):
-    """Fixed N(0, I), no parameters; same interface as :class:`DiagonalGaussianHead`.
-
-    The context (if given) only sets the batch shape of the result.
-    """
-
-    def __init__(self, dim: int, context_features: int):
-        super().__init__()
-        self.dim = dim
-        self.context_features = context_features
-        # Buffers (not parameters) so .to(device/dtype) moves them; not checkpointed.
-        self.register_buffer("loc", torch.zeros(dim), persistent=False)
-        self.register_buffer("scale", torch.ones(dim), persistent=False)
-
-    def forward(self, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (*(() if context is None else context.shape[:-1]), self.dim)
-        return self.loc.expand(shape), self.scale.expand(shape)
-
-    def condition(self, context: torch.Tensor | None = None) -> dist.TorchDistribution:
-        return diag_normal(*self(context))
+    @classmethod
+    def merge(cls, q: dist.TorchDistribution, p: dist.TorchDistribution) -> dist.TorchDistribution:
+        """Ladder VAE merge: N(mu, s^2) with 1/s^2 = 1/s_q^2 + 1/s_p^2, mu = s^2 (mu_q/s_q^2 + mu_p/s_p^2)."""
+        qn, pn = q.base_dist, p.base_dist
+        prec_q, prec_p = qn.scale.pow(-2), pn.scale.pow(-2)
+        var = 1.0 / (prec_q + prec_p)
+        loc = var * (qn.loc * prec_q + pn.loc * prec_p)
+        return dist.Normal(loc, var.sqrt()).to_event(1)

@@ -15,7 +15,7 @@ parameter network in two, connected residually::
 * ``r(e, h(u))``: the residual correction from the evidence features ``e`` (the
   encoded ``D``) and ``h(u)``.
 
-:class:`ResidualParamNet` has the interface of :class:`~hiervae.nn.mlp.ParamNet`
+:class:`EvidenceResidualNet` has the interface of :class:`~hiervae.nn.networks.params.ParamNet`
 (context -> parameters), so a family uses it wherever it would use a ParamNet and the
 compiler's ``condition(context)`` path is unchanged.  The context is still the
 concatenation of the factor's encoded inputs in ``given`` order; which slice of it is
@@ -30,19 +30,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hiervae.nn.mlp import MLP, ParamNet, cat_context
+from hiervae.language.net import BASE, Net
+from hiervae.nn.networks.params import ParamNet, cat_context
+from hiervae.nn.registry import NETWORKS
 
 
-class ResidualParamNet(nn.Module):
+class EvidenceResidualNet(nn.Module):
     """Context ``(..., context_features)`` -> parameters ``phi_1(u) + r(e, h(u))``, ``(..., numel(init))``.
 
     ``evidence = (start, stop)``: the context slice holding the evidence features ``e``;
     the rest is ``u``.  ``phi_1`` starts at ``init`` at the root (as a ParamNet does);
-    ``mlp_options`` (hidden sizes, activation, ...) are those of every sub-network.
+    every sub-network is a network ``net``.
     """
 
     def __init__(self, context_features: int, evidence: tuple[int, int], init: torch.Tensor,
-                 hidden_features: int, **mlp_options):
+                 hidden_features: int, net: Net = Net()):
         super().__init__()
         start, stop = evidence
         if not 0 <= start < stop <= context_features:
@@ -50,10 +52,12 @@ class ResidualParamNet(nn.Module):
         self.context_features = context_features
         self.evidence = (start, stop)
         latent = context_features - (stop - start)
-        self.first = ParamNet(latent, init, **mlp_options)  # phi_1(u), a learned constant without u
-        self.hidden = MLP(latent, out_features=hidden_features, **mlp_options) if latent else None  # h(u)
+        net = net.over(BASE)
+        kind = NETWORKS.get(net.kind)
+        self.first = ParamNet(latent, init, net)  # phi_1(u), a learned constant without u
+        self.hidden = kind.build(net, (latent,), (hidden_features,)) if latent else None  # h(u)
         r_in = (stop - start) + (hidden_features if latent else 0)
-        self.residual = MLP(r_in, out_features=init.numel(), **mlp_options)  # r(e, h(u))
+        self.residual = kind.build(net, (r_in,), (init.numel(),))  # r(e, h(u))
 
     def split(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(e, u)``: the evidence slice and the rest (the latent stream) of ``context``."""

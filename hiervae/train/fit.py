@@ -1,0 +1,240 @@
+"""``fit``: train a spec into a run directory, with checkpoints, metrics and exact resumption.
+
+Orchestration only: load the spec and data, build the program and a
+:class:`~hiervae.train.trainer.Trainer`, prepare or resume the run directory
+(:mod:`hiervae.train.checkpoint`), then per epoch: train, validate, log
+(``metrics.jsonl``, TensorBoard, plots), and save the checkpoint.
+
+Determinism: everything is seeded from ``train.seed`` (``pyro.set_rng_seed``), batch
+order and dynamic binarisation come from :class:`hiervae.data.Batches` as functions of
+(seed, epoch), the checkpoint holds every RNG state, and validation runs on a forked RNG.
+So a run resumed from any epoch's checkpoint on CPU is identical to an uninterrupted one.
+
+Data parallelism (``fit(..., distributed=True)``, ``hiervae fit --nproc N``, torchrun):
+the same loop in every process, with the collectives of :mod:`hiervae.train.collectives`;
+see docs/distributed.md.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pyro
+import torch
+
+from hiervae.data import DataSplits, load_dataset
+from hiervae.errors import RunError, SpecError, display_path
+from hiervae.graph import ModelGraph, build_graph
+from hiervae.language import Spec, load_spec
+from hiervae.policy import resolve_device, select_analytic_kl
+from hiervae.program import build_program
+from hiervae.run import RunDir
+from hiervae.train import plots
+from hiervae.train.checkpoint import prepare_run
+from hiervae.train.collectives import World
+from hiervae.train.metrics import MetricsLog, TensorBoard, epoch_line, epoch_record
+from hiervae.train.trainer import NonFiniteStop, Trainer
+
+PLOT_EVERY_S = 30.0  # plots are refreshed at most this often (and at the end)
+
+
+def check_data_matches(graph: ModelGraph, splits: DataSplits) -> None:
+    obs = graph.nodes[graph.observed[0]]
+    features = int(np.prod(splits.event_shape))
+    if obs.dim != features:
+        h, w = splits.image_shape
+        raise SpecError(
+            f"observed node {obs.name!r} has {obs.dim} features but dataset {splits.name!r} has {features} "
+            f"per example ({h}x{w} images): set `observed: [{features}]`", obs.location)
+    if obs.options.get("logit_alpha") is not None and not splits.dequantized:
+        # logit(alpha + (1 - alpha) v) is infinite at v = 1 (a white pixel), and a density
+        # fitted to pixels on a grid is unbounded: the flow needs dequantised values
+        raise SpecError(f"observed node {obs.name!r} models dequantised pixels (logit_alpha) but the data are not "
+                        f"dequantised: set data.dequantize: uniform", obs.location)
+
+
+@dataclass
+class FitResult:
+    run: RunDir
+    epochs: int  # completed epochs
+    step: int
+    valid_elbo: float | None
+    best_valid_elbo: float | None
+    analytic_kl: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    compile_seconds: float | None = None  # train.compile: the first step, compilation included
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True, disable=not enabled, file=sys.stderr)
+
+
+def fit(
+    spec_path: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    out: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    resume: bool = False,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    quiet: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+    distributed: bool = False,
+) -> FitResult:
+    """Train the spec at ``spec_path`` (with ``--set`` style ``overrides``) into a run directory.
+
+    ``out`` defaults to ``runs/<spec name>``.  ``progress`` (a tqdm bar per epoch)
+    defaults to "stderr is a terminal and not quiet".  ``log`` receives the per-epoch
+    lines (default: print, or nothing when ``quiet``).
+
+    ``distributed=True``: this process is one of ``WORLD_SIZE`` (torchrun's
+    environment, or :func:`hiervae.train.launch.launch`); ``device`` is then the
+    device type and each process uses ``cuda:LOCAL_RANK`` or the CPU.  Only rank 0
+    logs and writes the run directory; every rank returns the same counters and
+    validation ELBO, and ``history`` on other ranks holds only this call's epochs.
+    """
+    started = time.perf_counter()
+    spec = load_spec(spec_path, overrides)
+    graph = build_graph(spec)
+    train = graph.train
+    if train.seed < 0:
+        raise SpecError(f"seed must be >= 0, got {train.seed}", spec.source.at(("train", "seed")))
+    world: World | None = World.from_env(device) if distributed else None
+    try:
+        result = _fit(spec, graph, world, started, out=out, device=device, resume=resume, data_dir=data_dir,
+                      download=download, quiet=quiet, progress=progress, log=log)
+        if world is not None:
+            world.close(synchronize=True)  # every rank done before any tears the group down
+        return result
+    finally:
+        if world is not None:
+            world.close()
+
+
+def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, out, device, resume, data_dir,
+         download, quiet, progress, log) -> FitResult:
+    main = world is None or world.is_main
+    if log is None or not main:
+        log = (lambda s: None) if quiet or not main else print
+    if progress is None:
+        progress = not quiet and sys.stderr.isatty()
+    progress = progress and main
+    train = graph.train
+    dev = world.device if world is not None else resolve_device(device)
+    analytic_kl = select_analytic_kl(graph, spec.source.at(("train", "elbo")))
+    run = RunDir(out if out is not None else Path("runs") / spec.name)
+
+    if world is not None and world.local_rank != 0:
+        world.barrier()  # local rank 0 downloads (if it must) while the others wait
+    splits = load_dataset(graph.data.dataset, data_dir=data_dir if data_dir is not None else graph.data.data_dir,
+                          binarize=graph.data.binarize, validation=graph.data.validation, download=download,
+                          dequantize=graph.data.dequantize)
+    if world is not None and world.local_rank == 0:
+        world.barrier()
+    check_data_matches(graph, splits)
+    splits = splits.place(dev)  # on the device when it fits, else pinned host memory
+
+    pyro.set_rng_seed(train.seed)
+    program = build_program(graph).to(dev)
+    if world is not None:
+        program = world.prepare(program)
+    trainer = Trainer(program, graph, splits, device=dev, analytic_kl=analytic_kl, world=world)
+    if world is None:
+        resume_state = prepare_run(run, spec, resume, log)  # touches the run directory only now
+    else:  # rank 0 checks the run directory, every rank gets its verdict and checkpoint
+        outcome: tuple[str, Any] = ("ok", None)
+        if main:
+            try:
+                outcome = ("ok", prepare_run(run, spec, resume, log))
+            except RunError as err:
+                outcome = ("error", str(err))
+        outcome = world.broadcast(outcome)
+        if outcome[0] == "error":
+            raise RunError(outcome[1])
+        resume_state = outcome[1]
+    metrics = MetricsLog(run.metrics)
+    if resume_state is not None:
+        trainer.load_checkpoint(resume_state, display_path(run.checkpoint))
+        if main:
+            metrics.truncate(trainer.state.epoch)
+        log(f"resuming {display_path(run.path)} after epoch {trainer.state.epoch} (step {trainer.state.step})")
+    history = metrics.epochs() if main else []
+    start = trainer.state.epoch
+    title = f"{spec.name}"
+    if world is not None:
+        log(f"data parallel: {world.size} processes, {train.batch_size // world.size} examples each per step "
+            f"(global batch {train.batch_size}) on {dev.type}")
+
+    tensorboard = TensorBoard(run.tensorboard, purge_step=start + 1 if start else None) if main else None
+    last_plot = -math.inf
+    stopped: NonFiniteStop | None = None
+    try:
+        with pyro.validation_enabled(False):
+            for epoch in range(start, train.epochs):
+                t0 = time.perf_counter()
+                bar = _bar(len(trainer.batches), f"epoch {epoch + 1}/{train.epochs}", progress)
+                try:
+                    summary = trainer.train_epoch(epoch, bar if progress else None)
+                except NonFiniteStop as stop:
+                    stopped = stop
+                    break
+                finally:
+                    bar.close()
+                valid = trainer.validate() if main else {}  # rank 0 alone: the whole split, fixed noise
+                if world is not None:
+                    valid = world.broadcast(valid)
+                seconds = time.perf_counter() - t0
+                s = trainer.state
+                s.epoch = epoch + 1
+                s.valid_elbo = valid.get("valid_elbo")
+                if s.valid_elbo is not None and math.isfinite(s.valid_elbo) and (s.best_valid_elbo is None or s.valid_elbo > s.best_valid_elbo):
+                    s.best_valid_elbo = s.valid_elbo
+                record = epoch_record(
+                    epoch=s.epoch, step=s.step, phase=summary["phase"], beta=summary["beta"], lr=summary["lr"],
+                    **{k: summary[k] for k in ("train_elbo", "train_loss", "train_log_likelihood", "train_kl", "kl_per_latent",
+                                               "train_bits_per_dim") if k in summary},
+                    **valid, nonfinite=summary["nonfinite"], nonfinite_total=s.nonfinite_total,
+                    seconds=round(seconds, 3), steps_per_s=round(summary["steps"] / seconds, 2) if seconds > 0 else None,
+                )
+                history.append(record)
+                if not main:
+                    continue
+                if epoch == start and trainer.compile_seconds is not None:
+                    log(f"torch.compile: first step {trainer.compile_seconds:.1f} s (compilation; cached for later steps and epochs)")
+                    metrics.append({"kind": "compile", "epoch": s.epoch, "first_step_s": round(trainer.compile_seconds, 3)})
+                metrics.append(record)
+                tensorboard.log_epoch(record)
+                run.save_checkpoint(trainer.checkpoint({"spec_name": spec.name}))
+                log(epoch_line(record, train.epochs))
+                last = epoch + 1 == train.epochs
+                if last or time.monotonic() - last_plot >= PLOT_EVERY_S:
+                    plots.write_plots(history, run.plots, title)
+                    last_plot = time.monotonic()
+    finally:
+        if tensorboard is not None:
+            tensorboard.close()
+    if main and history and (stopped is not None or start >= train.epochs):
+        plots.write_plots(history, run.plots, title)
+    if stopped is not None:
+        if main:
+            metrics.append({"kind": "stopped", "reason": "nonfinite", "epoch": stopped.epoch + 1, "step": stopped.step,
+                            "max_nonfinite_steps": train.max_nonfinite_steps})
+        kept = (f"{display_path(run.checkpoint)} keeps the state after epoch {trainer.state.epoch}"
+                if trainer.state.epoch else "no checkpoint was written")
+        raise RunError(f"stopped in epoch {stopped.epoch + 1} (step {stopped.step}): {train.max_nonfinite_steps} consecutive steps "
+                       f"had a non-finite loss or gradient and were skipped; {kept}; try a lower train.optimizer.lr")
+    s = trainer.state
+    return FitResult(run=run, epochs=s.epoch, step=s.step, valid_elbo=s.valid_elbo, best_valid_elbo=s.best_valid_elbo,
+                     analytic_kl=analytic_kl, history=history, seconds=time.perf_counter() - started,
+                     compile_seconds=trainer.compile_seconds)
