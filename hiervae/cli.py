@@ -14,6 +14,7 @@ from typing import Sequence
 from hiervae.commands import COMMANDS
 from hiervae.errors import HiervaeError
 
+
 def _add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="spec file (YAML)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a spec value, e.g. vars.L=100 (repeatable)")

@@ -23,6 +23,9 @@ import torch
 
 from hiervae.errors import RunError, display_path
 from hiervae.fileio import atomic_file
+from hiervae.graph import load_graph
+from hiervae.policy import select_analytic_kl
+from hiervae.program import build_program
 
 
 @dataclass(frozen=True)
@@ -65,16 +68,11 @@ class RunDir:
             raise RunError(f"{display_path(self.checkpoint)}: unreadable checkpoint ({err.__class__.__name__}: {err})") from None
 
     def load_graph(self):
-        from hiervae.graph import load_graph
-
         return load_graph(self.spec)
 
     def load_trained(self, device: str | torch.device = "cpu") -> "Trained":
         """The graph, the program with the checkpoint's weights (in eval mode) and the
         run's analytic-KL decision (the one ``fit`` trained with)."""
-        from hiervae.policy import select_analytic_kl
-        from hiervae.program import build_program
-
         graph = self.load_graph()
         program = build_program(graph).to(device)
         state = self.load_checkpoint(map_location=device)

@@ -8,13 +8,24 @@
 Importing this package registers every dataset in :data:`DATASETS`.
 """
 
+from hiervae.data import (  # noqa: F401  (registers the datasets)
+                                   binarized_mnist,
+                                   cifar10,  # noqa: F401  (registers cifar10)
+                                   digits,
+                                   mnist,
+)
 from hiervae.data.base import DATASETS, RawData, Source
 from hiervae.data.batches import Batches
-from hiervae.data.datasets import (BINARIZE_MODES, EVAL_SEEDS, DataSplits, binarize_fixed, load_dataset, place_tensor,
-                                   resident_on)
+from hiervae.data.datasets import (
+                                   BINARIZE_MODES,
+                                   EVAL_SEEDS,
+                                   DataSplits,
+                                   binarize_fixed,
+                                   load_dataset,
+                                   place_tensor,
+                                   resident_on,
+)
 from hiervae.data.files import ENV_VAR, cache_dir
-from hiervae.data import binarized_mnist, digits, mnist  # noqa: F401  (registers the datasets)
-from hiervae.data import cifar10  # noqa: F401  (registers cifar10)
 
 __all__ = [
     "BINARIZE_MODES", "Batches", "DATASETS", "DataSplits", "ENV_VAR", "EVAL_SEEDS", "RawData",

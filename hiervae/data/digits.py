@@ -22,7 +22,9 @@ N_TEST = 200
 
 def load_raw(data_dir: str | Path | None = None, download: bool = True) -> RawData:
     """All 1797 digits, permuted once; ``data_dir`` and ``download`` are not needed."""
-    from sklearn.datasets import load_digits  # imported lazily: sklearn is slow to import
+    from sklearn.datasets import (
+        load_digits,  # imported lazily: sklearn is slow to import
+    )
 
     digits = load_digits()
     order = np.random.RandomState(SPLIT_SEED).permutation(len(digits.data))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hiervae.data import files
+import hiervae.data.files as files
 from hiervae.data.base import DATASETS, RawData, Source
 from hiervae.data.files import FileSpec
 from hiervae.errors import DataError

@@ -23,9 +23,9 @@ from typing import Iterator
 import pyro
 import torch
 
-from hiervae.program.program import Program
 from hiervae.nn.fold import folded_batch_norm
 from hiervae.nn.precision import network_precision
+from hiervae.program.program import Program
 
 
 @contextlib.contextmanager

@@ -34,11 +34,12 @@ import pyro
 import torch
 from pyro import poutine
 
+from hiervae.data import place_tensor
+from hiervae.data.dequantize import bits_per_dim
+from hiervae.evaluation.iw import inference_mode, iw_log_likelihood, program_device
+from hiervae.language.schema import EvalSpec
 from hiervae.program.objective import elbo_terms
 from hiervae.program.program import Program
-from hiervae.evaluation.iw import inference_mode, program_device, iw_log_likelihood
-from hiervae.data.dequantize import bits_per_dim
-from hiervae.language.schema import EvalSpec
 
 
 @dataclass
@@ -165,7 +166,6 @@ def evaluate_split(
     """
     from tqdm import tqdm
 
-    from hiervae.data import place_tensor
 
     if isinstance(data, torch.Tensor):
         x_all = data

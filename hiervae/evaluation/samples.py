@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from pyro import poutine
 
-from hiervae.program.program import Program
 from hiervae.evaluation.iw import inference_mode, program_device
+from hiervae.program.program import Program
 
 GRID_PIXELS = 640  # target size of the longer side of a grid, after integer upscaling
 

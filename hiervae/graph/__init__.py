@@ -7,12 +7,11 @@ from typing import Iterable
 
 from hiervae.graph.build import build_graph
 from hiervae.graph.ir import GuideFactor, ModelGraph, ModelNode
+from hiervae.language import load_spec
 
 
 def load_graph(path: str | Path, overrides: Iterable[str] = ()) -> ModelGraph:
     """Spec file -> validated :class:`ModelGraph`."""
-    from hiervae.language import load_spec
-
     return build_graph(load_spec(path, overrides))
 
 

@@ -19,7 +19,14 @@ import networkx as nx
 
 from hiervae.errors import Location, SpecError
 from hiervae.graph.dsep import Closure
-from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
+from hiervae.graph.ir import (
+    LATENT,
+    OBSERVED,
+    TRANSFORM,
+    GuideFactor,
+    ModelGraph,
+    ModelNode,
+)
 from hiervae.language import FactorDecl, NodeDecl, Spec
 from hiervae.language.net import Net
 from hiervae.nn import ACTIVATIONS, FAMILIES, TRANSFORMS

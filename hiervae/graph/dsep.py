@@ -12,11 +12,10 @@ Works on any ``networkx.DiGraph`` whose nodes carry ``kind`` and, for transforms
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Iterable
-
-import weakref
 
 import networkx as nx
 

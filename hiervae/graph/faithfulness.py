@@ -18,7 +18,13 @@ from typing import Iterable
 
 import networkx as nx
 
-from hiervae.graph.dsep import PathStep, computable, functional_closure, independent_given_closure, open_path
+from hiervae.graph.dsep import (
+    PathStep,
+    computable,
+    functional_closure,
+    independent_given_closure,
+    open_path,
+)
 from hiervae.graph.ir import TRANSFORM, ModelGraph
 from hiervae.nn.registry import FAMILIES
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from hiervae.errors import Location, SpecError
+from hiervae.errors import Location, SpecError, display_path
 
 Path_ = tuple[Any, ...]
 
@@ -95,8 +95,6 @@ def parse_yaml(text: str, file: str | None = None) -> tuple[Any, SourceMap]:
 
 
 def read_yaml(path: str | Path) -> tuple[Any, SourceMap]:
-    from hiervae.errors import display_path
-
     shown = display_path(path)
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -17,16 +17,34 @@ from hiervae.nn import families, networks, transforms  # noqa: F401  (registers 
 from hiervae.nn.families.bernoulli import BernoulliDecoder
 from hiervae.nn.families.iaf import ConditionalIAF
 from hiervae.nn.families.maf import MAFLikelihood
-from hiervae.nn.families.normal import (VARIANCE_FLOOR, DiagonalGaussianHead, diag_normal, scale_from_raw,
-                                        softplus_elu, variance_from_raw)
+from hiervae.nn.families.normal import (
+                                        VARIANCE_FLOOR,
+                                        DiagonalGaussianHead,
+                                        diag_normal,
+                                        scale_from_raw,
+                                        softplus_elu,
+                                        variance_from_raw,
+)
 from hiervae.nn.families.std_normal import StandardNormal
 from hiervae.nn.networks.evidence_residual import EvidenceResidualNet
 from hiervae.nn.networks.made import ConditionalMADE
 from hiervae.nn.networks.mlp import ACTIVATIONS, MLP, make_activation
 from hiervae.nn.networks.params import ParamNet, cat_context
 from hiervae.nn.networks.resnet import ResidualBlock, ResNetDecoder, ResNetEncoder
-from hiervae.nn.registry import FAMILIES, NETWORKS, TRANSFORMS, Configurable, Family, NetworkKind, TransformModule
-from hiervae.nn.transforms.affine import AffineDiag, AffineLowRank, LowRankAffineTransform
+from hiervae.nn.registry import (
+                                        FAMILIES,
+                                        NETWORKS,
+                                        TRANSFORMS,
+                                        Configurable,
+                                        Family,
+                                        NetworkKind,
+                                        TransformModule,
+)
+from hiervae.nn.transforms.affine import (
+                                        AffineDiag,
+                                        AffineLowRank,
+                                        LowRankAffineTransform,
+)
 from hiervae.nn.transforms.residual import Residual
 from hiervae.nn.transforms.spline_coupling import SplineCoupling
 

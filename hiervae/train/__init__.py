@@ -15,8 +15,18 @@ resume), :mod:`~hiervae.train.collectives` (one replica of several processes),
 from hiervae.train.fit import FitResult, check_data_matches, fit
 from hiervae.train.optim import make_optimizer
 from hiervae.train.schedules import (
-    BETA_SCHEDULES, LR_SCHEDULES, BetaPlan, BetaSchedule, ConstantBeta, ConstantLR, CosineLR, GeometricWarmup,
-    LinearWarmup, LRSchedule, beta_schedule, lr_schedule,
+    BETA_SCHEDULES,
+    LR_SCHEDULES,
+    BetaPlan,
+    BetaSchedule,
+    ConstantBeta,
+    ConstantLR,
+    CosineLR,
+    GeometricWarmup,
+    LinearWarmup,
+    LRSchedule,
+    beta_schedule,
+    lr_schedule,
 )
 from hiervae.train.trainer import Trainer, TrainState
 

@@ -70,7 +70,8 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from hiervae.errors import RunError
 from hiervae.policy import resolve_device
-from hiervae.program.objective import ElboTerms, loss as single_loss
+from hiervae.program.objective import ElboTerms
+from hiervae.program.objective import loss as single_loss
 from hiervae.program.sites import noise_source
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")

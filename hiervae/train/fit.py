@@ -28,6 +28,7 @@ import numpy as np
 import pyro
 import torch
 
+import hiervae.train.plots as plots
 from hiervae.data import DataSplits, load_dataset
 from hiervae.errors import RunError, SpecError, display_path
 from hiervae.graph import ModelGraph, build_graph
@@ -35,7 +36,6 @@ from hiervae.language import Spec, load_spec
 from hiervae.policy import resolve_device, select_analytic_kl
 from hiervae.program import build_program
 from hiervae.run import RunDir
-from hiervae.train import plots
 from hiervae.train.checkpoint import prepare_run
 from hiervae.train.collectives import World
 from hiervae.train.metrics import MetricsLog, TensorBoard, epoch_line, epoch_record

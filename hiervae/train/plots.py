@@ -8,9 +8,9 @@ viewer never sees a half-written image.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Sequence
 
 from hiervae.fileio import atomic_file
-from typing import Any, Sequence
 
 LEARNING_CURVES = "learning_curves.png"
 KL_PER_LATENT = "kl_per_latent.png"

@@ -55,8 +55,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from hiervae.registry import Registry
 from hiervae.language import schema as S
+from hiervae.registry import Registry
 
 
 class BetaSchedule(ABC):

@@ -19,8 +19,8 @@ from typing import Annotated
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.distributions.conditional import ConditionalDistribution
 from pydantic import Field
+from pyro.distributions.conditional import ConditionalDistribution
 from torch import nn
 
 from hiervae.language.net import Net
