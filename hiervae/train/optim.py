@@ -1,7 +1,7 @@
 """One ``torch.optim.Adam`` over every parameter of a program.
 
 Not ``pyro.optim``: it makes one Adam per parameter plus param-store bookkeeping
-(0.72x the speed, see docs/architecture).  ``fused=True`` where this torch supports it
+(0.72x the speed, docs/performance.md).  ``fused=True`` where this torch supports it
 on the parameters' device (CPU fused Adam exists since torch 2.4); otherwise the
 default implementation.  The fused kernel also takes a ``found_inf`` flag, so a step
 with non-finite gradients can be skipped on the device without a host sync

@@ -31,9 +31,7 @@ The warm-up schedules are registered in :data:`BETA_SCHEDULES` under the spec's
   "linear" warm-up; the SeRe-MAF's beta = 0 phase is a separate, explicit one).  At
   beta = 0 nothing bounds the posterior's scale, and where the likelihood is invariant
   to it (the ResNet decoder normalises its input feature map with batch norm) the
-  optimiser lets it drift: measured on sere_resnet_mnist_faithful.yaml, KL per layer
-  7.6e10 after 60 steps at beta = 0, 833 with this ramp (beta 5.9e-4 at step 60)
-  (``benchmarks/kl_warmup_probe.py``).  A continuous ramp is also what a linear
+  optimiser lets it drift (``benchmarks/kl_warmup_probe.py`` measures it).  A continuous ramp is also what a linear
   warm-up is (Bowman et al. 2016 anneal per step; Sonderby et al. 2016 increase beta
   linearly over the first N_t epochs).  The geometric schedule keeps whole epochs:
   the paper defines its levels in epochs, beta_0 = 0 for the first one included.

@@ -212,8 +212,8 @@ class MAFLikelihood(Family, ConditionalDistribution, nn.Module):
     everywhere, ``identity_init: false``) is not: a relu MADE with zero biases is
     positively homogeneous, so its raw log-scale grows linearly with ``|x|`` and
     ``x exp(-a(x))`` compounds over the 10 steps; on logit-space pixels near 255
-    (``y ~ 6``) the shipped CIFAR-10 flow overflows to inf/NaN in eval mode (test
-    ``test_maf_stability``).  Starting flows at the identity is the usual remedy (nflows
+    (``y ~ 6``) the shipped CIFAR-10 flow overflows to inf/NaN in eval mode.  Starting
+    flows at the identity is the usual remedy (nflows
     zero-initialises the last layer of its MADE residual blocks, Glow its coupling
     networks' last convolution); only the output layer departs from Table 8, and the
     model family (unbounded affine MAF steps, as in the MAF paper) is unchanged.

@@ -179,13 +179,9 @@ class ResNetDecoder(Network):
     With ``batch_norm`` (the paper's choice) the first block normalises the dense
     layer's feature map over the batch, so in training mode the logits barely change
     when every latent code is scaled up (the dense layer and relu are positively
-    homogeneous up to the bias; measured: by 1.5e-4 of their range for a scale of 10 to
-    1e4, test ``test_batch_norm_decoder_is_blind_to_the_scale_of_its_context``): the
-    likelihood does not bound the posterior's
-    scale, only the KL term does.  Training must therefore never run long at beta = 0
-    unless that is the intent (a linear warm-up rises from 0 at every step, see
-    :mod:`hiervae.train.schedules`; at beta = 0 the KL per layer reached 7.6e10 within
-    60 MNIST steps).
+    homogeneous up to the bias): the likelihood does not bound the posterior's scale,
+    only the KL term does.  Training should therefore not run long at beta = 0 unless
+    that is the intent (:mod:`hiervae.train.schedules`).
     """
 
     def __init__(self, context_features: int, image_shape: Sequence[int], filters: Sequence[int],
