@@ -32,7 +32,7 @@ def one_line():
 TINY_SERE_MAF = """
 name: tiny-sere-maf
 vars: {L: 2}
-data: {dataset: cifar10, binarize: none, dequantize: uniform, validation: 8}
+data: {dataset: none, binarize: none, dequantize: uniform, validation: 8}
 networks:
   latent: {mlp: [8], activation: relu, out: 4}
   gauss:  {mlp: [8], activation: relu, separate: true}
@@ -57,7 +57,7 @@ eval: {importance_samples: 8, chunk_size: 4, batch_size: 16}
 
 TINY_MAF = """
 name: tiny-maf
-data: {dataset: cifar10, binarize: none, dequantize: uniform, validation: 8}
+data: {dataset: none, binarize: none, dequantize: uniform, validation: 8}
 model:
   - x: {observed: [6], dist: maf, net: {mlp: [16], activation: relu}, options: {flows: 2, mades_per_flow: 2, batch_norm: true, base: unit_rank_normal, base_hidden: [8], logit_alpha: 0.05}}
 train: {batch_size: 16, epochs: 1, optimizer: {lr: 3.0e-3}}

@@ -146,21 +146,136 @@ def test_agreement_rate_with_dense_instance():
     assert 0.1 * total < claimed < 0.9 * total  # both verdicts occur: the batch is not vacuous
 
 
+# --------------------------------------------------------------------------- random guides
+
+
+def _oracle_verdict(oracle, latent, earlier, given, observed) -> bool:
+    """The factor's verdict from the oracle alone: e_i ⊥ ((e_<i ∪ observed) minus det(given)) | given."""
+    rest = {e for e in set(earlier) | set(observed) if not oracle.determined(e, set(given))}
+    return not rest or oracle.independent({latent}, rest, set(given))
+
+
+def _random_guide(rnd, dag):
+    """A random sampling order of the latents and, per factor, a random well-formed ``given``:
+    any subset of what the guide can compute then, often without the data, sometimes empty
+    (a non-amortised factor)."""
+    from hiervae.graph.dsep import computable
+
+    latents = [v for v in dag if dag.nodes[v]["kind"] == "latent"]
+    observed = [v for v in dag if dag.nodes[v]["kind"] == "observed"]
+    rnd.shuffle(latents)
+    earlier: list[str] = []
+    for latent in latents:
+        available = sorted(computable(dag, set(earlier) | set(observed)) - {latent})
+        style = rnd.random()
+        if style < 0.15:
+            given: list[str] = []
+        else:
+            given = [v for v in available if rnd.random() < rnd.choice([0.3, 0.6])]
+            if style < 0.55:  # drop the data: the factors that omit x
+                given = [v for v in given if v not in observed]
+        yield latent, list(earlier), given, observed
+        earlier.append(latent)
+
+
+@SETTINGS
+@given(st.randoms(use_true_random=False))
+def test_guide_factor_verdicts_and_fixes_match_the_oracle(rnd):
+    """Random guides, factors reading the data or not, amortised or not: the checker's verdict
+    is the oracle's, and every suggested fix passes (oracle) and is 1-minimal (oracle)."""
+    from hiervae.graph.faithfulness import factor_query, suggest
+
+    dag = random_dag(rnd)
+    oracle = summary_oracle(dag)
+    assume(oracle is not None)
+    verdicts = []
+    for latent, earlier, given_, observed in _random_guide(rnd, dag):
+        (_, _, _), passed = factor_query(dag, latent, earlier, given_, observed)
+        want = _oracle_verdict(oracle, latent, earlier, given_, observed)
+        assert passed == want, f"{latent} | {given_}: checker {passed}, oracle {want}; {describe(dag)}"
+        verdicts.append(passed)
+        if not passed:
+            fix = suggest(dag, latent, earlier, observed, given_)
+            assert _oracle_verdict(oracle, latent, earlier, fix, observed), f"fix {fix} fails: {describe(dag)}"
+            for n in fix:
+                smaller = [m for m in fix if m != n]
+                assert not _oracle_verdict(oracle, latent, earlier, smaller, observed), \
+                    f"fix {fix} is not 1-minimal ({n} can go): {describe(dag)}"
+
+
+def test_random_guides_are_not_vacuous():
+    """The random guides above hold both verdicts, and factors that omit the data fail too."""
+    from hiervae.graph.faithfulness import factor_query
+
+    rnd = random.Random(7)
+    counts = {(omits_data, passed): 0 for omits_data in (True, False) for passed in (True, False)}
+    for _ in range(60):
+        dag = random_dag(rnd)
+        for latent, earlier, given_, observed in _random_guide(rnd, dag):
+            passed = factor_query(dag, latent, earlier, given_, observed)[1]
+            counts[(not set(observed) <= set(given_), passed)] += 1
+    assert all(n >= 10 for n in counts.values()), counts
+
+
+def test_a_factor_that_never_reads_the_data_fails_where_its_exact_factor_depends_on_it():
+    """The issue's example: q(z2) reads nothing, p(z2 | x) depends on x through z2 -> x."""
+    from hiervae.graph import build_graph
+    from hiervae.language import parse_spec
+
+    text = """
+name: t
+networks: {g: {mlp: [4]}}
+model:
+  - z1: {latent: 2, dist: normal}
+  - z2: {latent: 2, dist: normal, given: [z1], net: g}
+  - x:  {observed: [6], dist: bernoulli, given: [z2], net: g}
+guide:
+  - z2: {dist: normal, given: [], net: g}
+  - z1: {dist: normal, given: [z2], net: g}
+"""
+    graph = build_graph(parse_spec(text))
+    report = check(graph)
+    (z2, z1) = report.factors
+    assert not report.faithful and not z2.passed and z1.passed
+    assert z2.suggestion == ("x",)  # the fix adds the data
+    assert [s.node for s in z2.path] == ["z2", "x"]
+    oracle = summary_oracle(graph.dag)
+    assert not _oracle_verdict(oracle, "z2", [], [], ["x"]) and _oracle_verdict(oracle, "z1", ["z2"], ["z2"], ["x"])
+
+
+def test_the_fix_keeps_what_merge_prior_reads():
+    """A merged factor must read its prior's inputs: the suggested ``given`` keeps them even
+    where a summary would do (c = f(a) determines a, and the unconstrained fix prefers c)."""
+    from hiervae.graph.faithfulness import suggest
+
+    dag = nx.DiGraph()
+    dag.add_node("a", kind="latent", dim=1)
+    dag.add_node("c", kind="transform", dim=1, bijective_input="a")
+    dag.add_node("b", kind="latent", dim=1)
+    dag.add_node("x", kind="observed", dim=1)
+    dag.add_edges_from([("a", "c"), ("a", "b"), ("b", "x"), ("c", "x")])
+    assert suggest(dag, "b", ["a"], ["x"], ["x"]) == ("x", "c")
+    assert suggest(dag, "b", ["a"], ["x"], ["x"], required=["a"]) == ("x", "a")
+    oracle = summary_oracle(dag)
+    assert _oracle_verdict(oracle, "b", ["a"], ["x", "a"], ["x"]) and _oracle_verdict(oracle, "b", ["a"], ["x", "c"], ["x"])
+
+
 # --------------------------------------------------------------------------- shipped specs
 
 
 def expected_factor_verdicts(graph, oracle):
     """For each guide factor e_i (sampling order), decide from the graph and the oracle alone:
     well-formed (every given node is a function of e_<i and the observed nodes) and
-    e_i ⊥ (e_<i minus what given ∪ observed determines) | given ∪ observed."""
+    e_i ⊥ ((e_<i ∪ observed) minus what given determines) | given: the factor reads its
+    ``given`` and nothing else, the data included."""
     dag = graph.dag
     observed = {v for v in dag if dag.nodes[v]["kind"] == "observed"}
     out = {}
     earlier: list[str] = []
     for factor in graph.guide:
-        cond = set(factor.given) | observed
+        cond = set(factor.given)
         well_formed = all(oracle.determined(g, set(earlier) | observed) for g in factor.given)
-        rest = {e for e in earlier if not oracle.determined(e, cond)}
+        rest = {e for e in set(earlier) | observed if not oracle.determined(e, cond)}
         out[factor.latent] = (well_formed, oracle.independent({factor.latent}, rest, cond), ({factor.latent}, rest, cond))
         earlier.append(factor.latent)
     return out

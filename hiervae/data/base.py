@@ -44,6 +44,9 @@ class Source:
     description: str
     binary: bool = False  # already a fixed binarisation: dynamic binarisation is refused
     binarize_modes: tuple[str, ...] | None = None  # allowed modes (None: all)
+    image_shape: tuple[int, ...] | None = None  # (H, W) or (C, H, W), known before loading (None: unknown)
+    train_pool: int | None = None  # training examples before validation is carved out (None: unknown)
+    fixed_valid: int | None = None  # size of a given validation split (with default_validation None)
 
 
 DATASETS: Registry[Source] = Registry("dataset")

@@ -123,6 +123,7 @@ def load_raw(data_dir: str | Path | None = None, download: bool = True) -> RawDa
 
 DATASETS.register(NAME)(
     Source(load_raw, default_binarize="static", default_validation=None,
+           image_shape=(28, 28), train_pool=50000, fixed_valid=10000,
            description="statically binarised MNIST of Larochelle & Murray (50000/10000/10000), values {0, 1}",
            binary=True)
 )

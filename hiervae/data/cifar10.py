@@ -187,5 +187,6 @@ def load_raw(data_dir: str | Path | None = None, download: bool = True) -> RawDa
 
 DATASETS.register(NAME)(
     Source(load_raw, default_binarize="none", default_validation=5000, binarize_modes=BINARIZE_MODES,
+           image_shape=IMAGE_SHAPE, train_pool=50000,
            description="CIFAR-10 32x32 colour images (50000 train, 10000 test), CHW intensities in [0, 1]")
 )

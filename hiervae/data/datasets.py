@@ -156,6 +156,51 @@ def _split(name: str, raw: RawData, validation: int | None, default: int | None)
             None if labels is None else labels[:cut], None if labels is None else labels[cut:])
 
 
+class DataOptionError(DataError):
+    """A data option that cannot work with its dataset; ``key`` names the spec key."""
+
+    def __init__(self, message: str, key: str):
+        super().__init__(message)
+        self.key = key
+
+
+def resolve_options(name: str, binarize: str | None, validation: int | None, dequantize: str = "none"):
+    """``(source, binarize, validation)`` of dataset ``name``: the dataset's own defaults
+    where an option is unset, every combination that cannot work refused (before any data
+    is touched, so ``hiervae check`` says it too)."""
+    try:
+        source = DATASETS.get(name)
+    except KeyError as e:
+        raise DataOptionError(e.args[0], "dataset") from None
+    mode = source.default_binarize if binarize is None else binarize
+    if mode not in BINARIZE_MODES:
+        raise DataOptionError(f"{name}: binarize must be one of {', '.join(BINARIZE_MODES)}, got {binarize!r}", "binarize")
+    if source.binarize_modes is not None and mode not in source.binarize_modes:
+        raise DataOptionError(f"{name}: binarize must be {' or '.join(source.binarize_modes)} for this real-valued "
+                              f"dataset, got {mode!r}", "binarize")
+    if source.binary and mode == "dynamic":
+        raise DataOptionError(
+            f"{name}: the data is already a fixed binarisation (one published sample), so it cannot be "
+            f"binarised dynamically; use binarize 'static' (or 'none'), or dataset 'mnist' for dynamic binarisation",
+            "binarize")
+    if dequantize not in DEQUANTIZE_MODES:
+        raise DataOptionError(f"{name}: dequantize must be one of {', '.join(DEQUANTIZE_MODES)}, got {dequantize!r}",
+                              "dequantize")
+    if dequantize != "none" and mode != "none":
+        raise DataOptionError(f"{name}: dequantize {dequantize!r} adds noise to pixel values and needs binarize 'none', "
+                              f"got {mode!r}", "dequantize")
+    if source.default_validation is None:
+        if validation is not None and source.fixed_valid is not None and validation != source.fixed_valid:
+            raise DataOptionError(f"{name}: has a fixed validation split of {source.fixed_valid} examples; validation "
+                                  f"must be {source.fixed_valid} or unset, not {validation}", "validation")
+    else:
+        validation = source.default_validation if validation is None else validation
+        if source.train_pool is not None and not 0 <= validation < source.train_pool:
+            raise DataOptionError(f"{name}: validation must be an integer in [0, {source.train_pool - 1}], "
+                                  f"got {validation!r}", "validation")
+    return source, mode, validation
+
+
 def load_dataset(
     name: str,
     *,
@@ -172,24 +217,7 @@ def load_dataset(
     ``dequantize="uniform"`` (with ``binarize="none"``) adds uniform noise to 8-bit
     pixels, see the module docstring.  ``download=False`` forbids network access.  Every problem is a one-line DataError.
     """
-    try:
-        source = DATASETS.get(name)
-    except KeyError as e:
-        raise DataError(e.args[0]) from None
-    mode = source.default_binarize if binarize is None else binarize
-    if mode not in BINARIZE_MODES:
-        raise DataError(f"{name}: binarize must be one of {', '.join(BINARIZE_MODES)}, got {binarize!r}")
-    if source.binarize_modes is not None and mode not in source.binarize_modes:
-        raise DataError(f"{name}: binarize must be {' or '.join(source.binarize_modes)} for this real-valued dataset, got {mode!r}")
-    if source.binary and mode == "dynamic":
-        raise DataError(
-            f"{name}: the data is already a fixed binarisation (one published sample), so it cannot be "
-            f"binarised dynamically; use binarize 'static' (or 'none'), or dataset 'mnist' for dynamic binarisation"
-        )
-    if dequantize not in DEQUANTIZE_MODES:
-        raise DataError(f"{name}: dequantize must be one of {', '.join(DEQUANTIZE_MODES)}, got {dequantize!r}")
-    if dequantize != "none" and mode != "none":
-        raise DataError(f"{name}: dequantize {dequantize!r} adds noise to pixel values and needs binarize 'none', got {mode!r}")
+    source, mode, validation = resolve_options(name, binarize, validation, dequantize)
     raw = source.load(data_dir, download)
     train, valid, train_labels, valid_labels = _split(name, raw, validation, source.default_validation)
     test = raw.test

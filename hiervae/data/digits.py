@@ -22,9 +22,7 @@ N_TEST = 200
 
 def load_raw(data_dir: str | Path | None = None, download: bool = True) -> RawData:
     """All 1797 digits, permuted once; ``data_dir`` and ``download`` are not needed."""
-    from sklearn.datasets import (
-        load_digits,  # imported lazily: sklearn is slow to import
-    )
+    from sklearn.datasets import load_digits  # imported lazily: sklearn is slow to import
 
     digits = load_digits()
     order = np.random.RandomState(SPLIT_SEED).permutation(len(digits.data))
@@ -35,5 +33,6 @@ def load_raw(data_dir: str | Path | None = None, download: bool = True) -> RawDa
 
 DATASETS.register(NAME)(
     Source(load_raw, default_binarize="dynamic", default_validation=200,
+           image_shape=(8, 8), train_pool=1597,
            description="scikit-learn's 1797 8x8 digits (1397/200/200), offline, intensities in [0, 1]")
 )

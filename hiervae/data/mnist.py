@@ -107,5 +107,6 @@ def load_raw(data_dir: str | Path | None = None, download: bool = True) -> RawDa
 
 DATASETS.register(NAME)(
     Source(load_raw, default_binarize="dynamic", default_validation=10000,
+           image_shape=(28, 28), train_pool=60000,
            description="MNIST 28x28 grey-scale digits (60000 train, 10000 test), intensities in [0, 1]")
 )

@@ -1,14 +1,18 @@
 """Does the guide respect the factorization of the model's exact posterior?
 
 The exact posterior factorizes in the guide's sampling order as
-``p(e_1..e_n | x) = prod_i p(e_i | e_<i, x)``.  A guide factor ``q(e_i | P_i, x)`` can
-equal ``p(e_i | e_<i, x)`` for all parameter values exactly when, in the model DAG,
+``p(e_1..e_n | x) = prod_i p(e_i | e_<i, x)``.  A guide factor reads exactly what the
+compiled program gives it, its ``given`` ``P_i`` (observed nodes only where it lists them),
+so ``q(e_i | P_i)`` can equal ``p(e_i | e_<i, x)`` for all parameter values exactly when,
+in the model DAG,
 
-    e_i  ⊥  (e_<i minus what P_i determines)  |  P_i ∪ observed
+    e_i  ⊥  ((e_<i ∪ observed) minus what P_i determines)  |  P_i
 
-(see ``docs/checks.md``).  For a failing factor the report carries one open path as
-evidence and a 1-minimal conditioning set that would fix it, preferring transform
-nodes (summaries shared with the model) over raw samples.
+(see ``docs/checks.md``): a factor that does not read the data passes only where its exact
+factor does not depend on the data.  For a failing factor the report carries one open
+path as evidence and a 1-minimal conditioning set that would fix it, preferring
+transform nodes (summaries shared with the model) over raw samples, and keeping the data
+and whatever the factor must read (``merge: prior`` reads the prior's inputs).
 """
 
 from __future__ import annotations
@@ -18,13 +22,7 @@ from typing import Iterable
 
 import networkx as nx
 
-from hiervae.graph.dsep import (
-    PathStep,
-    computable,
-    functional_closure,
-    independent_given_closure,
-    open_path,
-)
+from hiervae.graph.dsep import PathStep, computable, functional_closure, independent_given_closure, open_path
 from hiervae.graph.ir import TRANSFORM, ModelGraph
 from hiervae.nn.registry import FAMILIES
 
@@ -83,11 +81,12 @@ class Report:
 
 def factor_query(dag: nx.DiGraph, latent: str, earlier: Iterable[str], given: Iterable[str], observed: Iterable[str]):
     """The CI query that decides one factor: (a, b, conditioning set), closure applied,
-    and whether it holds."""
-    conditioning = frozenset(given) | frozenset(observed)
+    and whether it holds.  ``b`` holds the earlier samples and the observed nodes that
+    ``given`` does not determine: what the exact factor may depend on beyond ``given``."""
+    conditioning = frozenset(given)
     closure = functional_closure(dag, conditioning)
     a = frozenset({latent}) - closure
-    b = frozenset(earlier) - closure
+    b = (frozenset(earlier) | frozenset(observed)) - closure
     return (a, b, conditioning), independent_given_closure(dag, a, b, closure)
 
 
@@ -95,19 +94,25 @@ def factor_passes(dag: nx.DiGraph, latent: str, earlier: Iterable[str], given: I
     return factor_query(dag, latent, earlier, given, observed)[1]
 
 
-def suggest(dag: nx.DiGraph, latent: str, earlier: list[str], observed: list[str], current: Iterable[str]) -> tuple[str, ...]:
+def suggest(dag: nx.DiGraph, latent: str, earlier: list[str], observed: list[str], current: Iterable[str],
+            required: Iterable[str] = ()) -> tuple[str, ...]:
     """A 1-minimal set of guide-computable nodes that makes the factor pass.
 
-    Start from everything the guide could condition on at this point (it always
-    passes: it determines every earlier sample), then drop members one at a time while
-    the factor still passes — raw samples first, then transforms, earliest first — so
-    that summaries (transform nodes) are kept in preference to raw samples.  Repeat
-    until no single member can be dropped.
+    Start from everything the guide could condition on at this point, the observed nodes
+    included (it always passes: it determines every earlier sample and the data), then
+    drop members one at a time while the factor still passes -- raw samples first, then
+    transforms, then observed nodes, earliest first -- so that summaries (transform nodes)
+    are kept in preference to raw samples and the data in preference to both.  ``required``
+    nodes (what the factor must read whatever the check says) are never dropped.  Repeat
+    until no single member can be dropped.  Returned in the order: observed nodes, then
+    the model's topological order.
     """
-    allowed = computable(dag, set(earlier) | set(observed)) - set(observed)
     order = {n: i for i, n in enumerate(nx.topological_sort(dag))}
-    kept = sorted(allowed | (set(current) - set(observed)), key=lambda n: order[n])
-    removal = sorted(kept, key=lambda n: (dag.nodes[n].get("kind") == TRANSFORM, order[n]))
+    allowed = computable(dag, set(earlier) | set(observed))
+    keep = set(required)
+    kept = sorted(allowed | set(current) | keep, key=lambda n: order[n])
+    rank = {"observed": 2, TRANSFORM: 1}
+    removal = sorted((n for n in kept if n not in keep), key=lambda n: (rank.get(dag.nodes[n].get("kind"), 0), order[n]))
     changed = True
     while changed:
         changed = False
@@ -117,7 +122,7 @@ def suggest(dag: nx.DiGraph, latent: str, earlier: list[str], observed: list[str
                 if factor_passes(dag, latent, earlier, trial, observed):
                     kept = trial
                     changed = True
-    return tuple(o for o in current if o in observed) + tuple(kept)
+    return tuple(n for n in kept if n in set(observed)) + tuple(n for n in kept if n not in set(observed))
 
 
 def closed_form_kl_missing(graph: ModelGraph) -> list[str]:
@@ -162,6 +167,11 @@ def mean_field_problems(graph: ModelGraph) -> list[str]:
     return problems
 
 
+def required_inputs(graph: ModelGraph, factor) -> tuple[str, ...]:
+    """What a factor must read whatever the check says: the prior's inputs under ``merge: prior``."""
+    return graph.nodes[factor.latent].parents if factor.merge == "prior" else ()
+
+
 def check(graph: ModelGraph, max_suggestions: int | None = None) -> Report:
     """Check every guide factor.  Suggestions cost O(depth) queries each; ``max_suggestions``
     bounds how many failing factors get one (None: all)."""
@@ -175,7 +185,7 @@ def check(graph: ModelGraph, max_suggestions: int | None = None) -> Report:
         if not passed:
             path = open_path(dag, *query)
             if max_suggestions is None or sum(r.suggestion is not None for r in results) < max_suggestions:
-                suggestion = suggest(dag, factor.latent, earlier, observed, factor.given)
+                suggestion = suggest(dag, factor.latent, earlier, observed, factor.given, required_inputs(graph, factor))
         results.append(FactorResult(factor.latent, factor.given, passed, query, path, suggestion))
         earlier.append(factor.latent)
     problems = mean_field_problems(graph)

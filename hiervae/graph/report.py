@@ -49,11 +49,13 @@ def format_report(graph: ModelGraph, report: Report, show_all: bool = False) -> 
         if not f.passed and (show_all or shown < DETAILED):
             shown += 1
             given = ", ".join(f.given) or "nothing"
-            lines.append(f"FAIL {f.latent}: q({f.latent} | {given}) cannot equal p({f.latent} | {', '.join(earlier)}, {', '.join(graph.observed)})")
+            exact = ", ".join([*earlier, *graph.observed])
+            lines.append(f"FAIL {f.latent}: q({f.latent} | {given}) cannot equal p({f.latent} | {exact})")
             a, b, cond = f.query
             determined = functional_closure(graph.dag, cond) - cond
             also = f", which also determine {{{names(determined)}}}" if determined else ", which determine nothing else"
-            lines.append(f"  needs {f.latent} independent of {{{names(b)}}} given {{{names(cond)}}}{also}")
+            given_text = f"{{{names(cond)}}}" if cond else "nothing"
+            lines.append(f"  needs {f.latent} independent of {{{names(b)}}} given {given_text}{also}")
             if f.path:
                 lines.append(f"  open path: {_path_text(graph, f)}")
                 for step in f.path[1:-1]:

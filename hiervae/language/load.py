@@ -18,13 +18,7 @@ from pydantic import BaseModel, ValidationError
 import hiervae.language.schema as S
 from hiervae.errors import Location, SpecError
 from hiervae.language.net import Net
-from hiervae.language.templates import (
-    Reference,
-    TemplateError,
-    expand_references,
-    parse_loop,
-    substitute,
-)
+from hiervae.language.templates import Reference, TemplateError, expand_references, parse_loop, substitute
 from hiervae.language.yaml_source import SourceMap, format_key, parse_yaml, read_yaml
 
 

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PositiveInt,
-    StrictInt,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+PositiveInt = Annotated[StrictInt, Field(gt=0)]  # strict: `latent: true` is not a dimension
 
 
 # ---------------------------------------------------------------- networks
@@ -114,15 +110,19 @@ class LoopSpec(_Strict):
 
 # ---------------------------------------------------------------- data / train / eval
 class DataSpec(_Strict):
-    dataset: str = Field("mnist", description="mnist | binarized_mnist | digits | cifar10")
-    binarize: Literal["dynamic", "static", "none"] = "dynamic"
+    dataset: str | None = Field(None, description="mnist | binarized_mnist | digits | cifar10; unset or none: a model "
+                                                  "without data (checked, rendered and compiled, not trained)")
+    binarize: Literal["dynamic", "static", "none"] | None = Field(
+        None, description="dynamic | static | none; unset: the dataset's own (mnist, digits: dynamic; binarized_mnist: "
+                          "static; cifar10: none)")
     dequantize: Literal["none", "uniform"] = Field(
         "none",
         description="uniform: 8-bit pixels k become (k + u) / 256, u ~ U[0, 1), fresh noise in every training batch "
                     "and fixed seeded noise for validation/test (needs binarize: none); required by a continuous "
                     "density of pixels (a maf with logit_alpha); bits/dim are then reported",
     )
-    validation: int = Field(10000, ge=0, description="examples held out of the training set for validation")
+    validation: StrictInt | None = Field(None, ge=0, description="examples held out of the training set for validation; "
+                                                                 "unset: the dataset's own (mnist 10000, digits 200, cifar10 5000)")
     data_dir: str | None = Field(None, description="offline data directory (else $HIERVAE_DATA, else the download cache)")
 
 

@@ -31,20 +31,8 @@ from hiervae.nn.networks.made import ConditionalMADE
 from hiervae.nn.networks.mlp import ACTIVATIONS, MLP, make_activation
 from hiervae.nn.networks.params import ParamNet, cat_context
 from hiervae.nn.networks.resnet import ResidualBlock, ResNetDecoder, ResNetEncoder
-from hiervae.nn.registry import (
-                                        FAMILIES,
-                                        NETWORKS,
-                                        TRANSFORMS,
-                                        Configurable,
-                                        Family,
-                                        NetworkKind,
-                                        TransformModule,
-)
-from hiervae.nn.transforms.affine import (
-                                        AffineDiag,
-                                        AffineLowRank,
-                                        LowRankAffineTransform,
-)
+from hiervae.nn.registry import FAMILIES, NETWORKS, TRANSFORMS, Configurable, Family, NetworkKind, TransformModule
+from hiervae.nn.transforms.affine import AffineDiag, AffineLowRank, LowRankAffineTransform
 from hiervae.nn.transforms.residual import Residual
 from hiervae.nn.transforms.spline_coupling import SplineCoupling
 

@@ -77,7 +77,7 @@ class Configurable:
         init = next(vars(c)["__init__"] for c in cls.__mro__ if inspect.isfunction(vars(c).get("__init__")))
         hints = typing.get_type_hints(init, include_extras=True)
         fields = {name: (hints.get(name, Any), p.default) for name, p in cls._parameters().items()}
-        return create_model(f"{cls.__name__}Options", __config__=ConfigDict(extra="forbid", strict=True), **fields)
+        return create_model(f"{cls.__name__}Options", __config__=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False), **fields)
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -119,6 +119,7 @@ class Family(Configurable):
     roles: ClassVar[frozenset[str]] = frozenset()  # "prior", "guide", "likelihood"
     reparameterized: ClassVar[bool] = True  # latents are drawn with rsample (pathwise gradients)
     analytic_kl_with: ClassVar[frozenset[str]] = frozenset()  # families p with a closed-form KL(this || p)
+    continuous: ClassVar[bool] = False  # a density of real values (not of binary or discrete ones)
     merges_with: ClassVar[frozenset[str]] = frozenset()  # prior families merge: prior can combine it with
     doc: ClassVar[str] = ""
 

@@ -5,14 +5,6 @@ is the DOT text), ``write(graph, out_dir, formats, report, dot_only)`` writes ``
 and the rendered files.  Conventions and the deep-hierarchy collapse rule: ``dot.py``.
 """
 
-from hiervae.render.dot import (
-    COLLAPSE_ABOVE,
-    KEEP,
-    layers,
-    plate_size,
-    pretty,
-    render_dot,
-    write,
-)
+from hiervae.render.dot import COLLAPSE_ABOVE, KEEP, layers, plate_size, pretty, render_dot, write
 
 __all__ = ["COLLAPSE_ABOVE", "KEEP", "layers", "plate_size", "pretty", "render_dot", "write"]

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import graphviz
 import networkx as nx
 
+from hiervae.data import DATASETS
 from hiervae.errors import HiervaeError
 from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, ModelGraph
 
@@ -52,8 +53,6 @@ OBSERVED_FILL, SHARED_FILL, RED = "#c8c8c8", "#cfe2f3", "#d62728"
 NO_DOT = ("the graphviz `dot` binary is not installed: run `apt-get install graphviz` (Debian/Ubuntu) "
           "or `brew install graphviz`, or use --dot to write the DOT source only")
 
-# training-set size before the validation split, and whether `validation` is carved out of it
-_TRAIN_POOL = {"mnist": (60000, True), "digits": (1597, True), "cifar10": (50000, True), "binarized_mnist": (50000, False)}
 _GREEK = {"eps": "ε", "epsilon": "ε", "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "zeta": "ζ",
           "eta": "η", "theta": "θ", "lambda": "λ", "mu": "μ", "nu": "ν", "xi": "ξ", "pi": "π", "rho": "ρ",
           "sigma": "σ", "tau": "τ", "phi": "φ", "chi": "χ", "psi": "ψ", "omega": "ω"}
@@ -72,10 +71,11 @@ def pretty(name: str) -> str:
 def plate_size(graph: ModelGraph) -> str:
     """The number of training examples (the plate's N), or "N" for an unknown dataset."""
     data = graph.data
-    if data.dataset not in _TRAIN_POOL:
+    source = DATASETS.get(data.dataset) if data.dataset in DATASETS else None
+    if source is None or source.train_pool is None:
         return "N"
-    pool, split = _TRAIN_POOL[data.dataset]
-    return str(pool - data.validation if split else pool)
+    carved = source.default_validation is not None  # else the validation split is given apart
+    return str(source.train_pool - (data.validation or 0) if carved else source.train_pool)
 
 
 def layers(graph: ModelGraph) -> dict[str, int]:

@@ -32,6 +32,7 @@ import hiervae.train.plots as plots
 from hiervae.data import DataSplits, load_dataset
 from hiervae.errors import RunError, SpecError, display_path
 from hiervae.graph import ModelGraph, build_graph
+from hiervae.graph.build import NO_DATASET
 from hiervae.language import Spec, load_spec
 from hiervae.policy import resolve_device, select_analytic_kl
 from hiervae.program import build_program
@@ -107,6 +108,9 @@ def fit(
     started = time.perf_counter()
     spec = load_spec(spec_path, overrides)
     graph = build_graph(spec)
+    if graph.data.dataset == NO_DATASET:
+        raise SpecError("this spec declares no data to train on: set data.dataset (mnist, binarized_mnist, digits, "
+                        "cifar10)", spec.source.at(("data", "dataset")))
     train = graph.train
     if train.seed < 0:
         raise SpecError(f"seed must be >= 0, got {train.seed}", spec.source.at(("train", "seed")))

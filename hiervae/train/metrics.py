@@ -133,9 +133,7 @@ class TensorBoard:
     """Per-epoch scalars in ``RunDir.tensorboard`` (x axis: completed epochs)."""
 
     def __init__(self, logdir: str | Path, purge_step: int | None = None):
-        from torch.utils.tensorboard import (
-            SummaryWriter,  # slow import: only when training
-        )
+        from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
         self.writer = SummaryWriter(log_dir=str(logdir), purge_step=purge_step)
 

@@ -98,7 +98,7 @@ def test_binarized_mnist_refuses_dynamic_binarisation(tmp_path, one_line):
 def test_binarized_mnist_refuses_another_validation_size(shared_data, one_line):
     with pytest.raises(DataError) as err:
         load_dataset("binarized_mnist", data_dir=shared_data, validation=5000)
-    assert "50000/10000/10000" in one_line(err)
+    assert "fixed validation split of 10000 examples" in one_line(err)
 
 
 def test_unknown_dataset(one_line):

@@ -24,7 +24,6 @@ QUICKSTART = Path(__file__).resolve().parents[2] / "specs" / "quickstart.yaml"
 
 LINEAR_GAUSSIAN_SPEC = """
 name: linear-gaussian
-data: {dataset: digits}
 model:
   - z: {latent: 2, dist: std_normal}
   - x: {observed: [3], dist: normal, given: [z], net: {mlp: []}}

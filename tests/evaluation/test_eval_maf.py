@@ -16,7 +16,7 @@ from hiervae.language import parse_spec
 
 GAUSSIAN_MAF = """
 name: gaussian-maf
-data: {dataset: cifar10, binarize: none, dequantize: uniform}
+data: {dataset: none, binarize: none, dequantize: uniform}
 model:
   - x: {observed: [4], dist: maf, net: {mlp: [16]}, options: {flows: 2, mades_per_flow: 2, batch_norm: false, base: std_normal, logit_alpha: 0.05}}
 eval: {importance_samples: 3, chunk_size: 2, batch_size: 2}

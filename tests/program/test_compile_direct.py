@@ -184,7 +184,6 @@ def test_site_handlers_have_the_same_interface():
 
 TINY_MAF = """
 name: tiny-maf
-data: {dataset: digits}
 model:
   - z: {latent: 4, dist: normal}
   - x: {observed: [64], dist: maf, given: [z], net: {mlp: [70]}, options: {flows: 1, mades_per_flow: 2, base: normal, base_hidden: [8]}}

@@ -103,6 +103,11 @@ def test_dropout_and_weight_decay_are_honoured(flows):
 
 
 def test_logit_space_flow_on_undequantised_data_is_refused(flows, one_line):
+    """By the graph builder (so `check` says it) for a named dataset, and at load time for data
+    that turn out not to be dequantised."""
+    with pytest.raises(SpecError) as err:
+        build_graph(parse_spec((SPECS / "maf_cifar10.yaml").read_text(), file="m.yaml", overrides=["data.dequantize=none"]))
+    assert "continuous density (maf)" in one_line(err) and "set data.dequantize: uniform" in one_line(err)
     graph = build_graph(parse_spec(flows.maf, file="t.yaml"))
     t = flows.pixels(4)
     with pytest.raises(SpecError) as err:

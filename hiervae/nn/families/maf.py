@@ -34,13 +34,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from hiervae.language.net import Net
-from hiervae.nn.families.normal import (
-    VARIANCE_FLOOR,
-    diag_normal,
-    raw_of_one,
-    scale_from_raw,
-    variance_from_raw,
-)
+from hiervae.nn.families.normal import VARIANCE_FLOOR, diag_normal, raw_of_one, scale_from_raw, variance_from_raw
 from hiervae.nn.logit_space import from_logit_space, logit_transform
 from hiervae.nn.networks.made import ConditionalMADE
 from hiervae.nn.networks.params import ParamNet

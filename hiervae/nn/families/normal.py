@@ -87,6 +87,7 @@ class DiagonalGaussianHead(Family, ConditionalDistribution, nn.Module):
     """
 
     roles = frozenset({"prior", "guide", "likelihood"})
+    continuous = True
     analytic_kl_with = frozenset({"normal", "std_normal"})
     merges_with = frozenset({"normal", "std_normal"})
     net_keys = HEAD_KEYS

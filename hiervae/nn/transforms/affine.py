@@ -17,12 +17,7 @@ from torch import nn
 from torch.distributions import Transform, constraints
 
 from hiervae.language.net import Net
-from hiervae.nn.families.normal import (
-    HEAD_KEYS,
-    VARIANCE_FLOOR,
-    raw_of_one,
-    softplus_elu,
-)
+from hiervae.nn.families.normal import HEAD_KEYS, VARIANCE_FLOOR, raw_of_one, softplus_elu
 from hiervae.nn.networks.params import ParamNet
 from hiervae.nn.registry import TRANSFORMS, TransformModule
 

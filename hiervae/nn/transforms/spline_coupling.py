@@ -6,10 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import torch
-from nflows.transforms import (
-    CompositeTransform,
-    PiecewiseRationalQuadraticCouplingTransform,
-)
+from nflows.transforms import CompositeTransform, PiecewiseRationalQuadraticCouplingTransform
 from pydantic import Field
 from torch import nn
 from torch.distributions import Transform, constraints
