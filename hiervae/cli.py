@@ -15,6 +15,15 @@ from hiervae.commands import COMMANDS
 from hiervae.errors import HiervaeError
 
 
+class UsageError(Exception):
+    """A command line argparse cannot take: printed as one line like every other error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the usage block and exit
+        raise UsageError(message)
+
+
 def _add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="spec file (YAML)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a spec value, e.g. vars.L=100 (repeatable)")
@@ -55,7 +64,7 @@ def _add_eval_sample_parsers(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from hiervae import __version__
 
-    parser = argparse.ArgumentParser(prog="hiervae", description="Hierarchical latent-variable models declared as YAML graphs.")
+    parser = _Parser(prog="hiervae", description="Hierarchical latent-variable models declared as YAML graphs.")
     parser.add_argument("--version", action="version", version=f"hiervae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -93,7 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+        command = words[0] if words and words[0] in COMMANDS else ""
+        print(f"hiervae{' ' + command if command else ''}: error: {err} (hiervae {command or ''} --help)".replace("  ", " "),
+              file=sys.stderr)
+        return 2
     try:
         return COMMANDS[args.command](args)
     except HiervaeError as err:

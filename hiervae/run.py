@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from hiervae.errors import RunError, display_path
-from hiervae.fileio import atomic_file
+from hiervae.fileio import atomic_file, stale_temporaries
 from hiervae.graph import load_graph
 from hiervae.policy import select_analytic_kl
 from hiervae.program import build_program
@@ -57,15 +57,38 @@ class RunDir:
         return self
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        atomic_torch_save(state, self.checkpoint)
+        """Atomically, and only a state whose every floating tensor is finite."""
+        bad = nonfinite_tensors(state)
+        if bad:
+            raise RunError(f"not saving {display_path(self.checkpoint)}: {', '.join(bad[:3])} hold non-finite values"
+                           f"{' (and more)' if len(bad) > 3 else ''}; the previous checkpoint is kept")
+        try:
+            atomic_torch_save(state, self.checkpoint)
+        except OSError as err:
+            raise RunError(f"cannot write {display_path(self.checkpoint)} ({err.strerror or err}); "
+                           f"the previous checkpoint is kept") from None
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Temporary checkpoint files a killed save left behind (the checkpoint itself is whole)."""
+        stale = stale_temporaries(self.checkpoint)
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        """The checkpoint, read with ``weights_only=True``: tensors and plain values only, so a
+        file that names any other object (a planted pickle payload) is refused, never run."""
         try:
-            return torch.load(self.checkpoint, map_location=map_location, weights_only=False)
+            state = torch.load(self.checkpoint, map_location=map_location, weights_only=True)
         except FileNotFoundError:
             raise RunError(f"{display_path(self.checkpoint)}: no checkpoint") from None
-        except Exception as err:  # a corrupt file: say which, not a traceback
-            raise RunError(f"{display_path(self.checkpoint)}: unreadable checkpoint ({err.__class__.__name__}: {err})") from None
+        except Exception as err:  # a corrupt or foreign file: say which, not a traceback
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            raise RunError(f"{display_path(self.checkpoint)}: unreadable checkpoint, or one that holds more than "
+                           f"tensors and plain values ({err.__class__.__name__}: {first})") from None
+        if not isinstance(state, dict) or not isinstance(state.get("program"), dict):
+            raise RunError(f"{display_path(self.checkpoint)}: not a hiervae checkpoint (no program state)")
+        return state
 
     def load_graph(self):
         return load_graph(self.spec)
@@ -83,6 +106,17 @@ class RunDir:
         analytic = state.get("analytic_kl") if isinstance(state, dict) else None
         analytic = select_analytic_kl(graph) if not isinstance(analytic, bool) else analytic
         return Trained(graph, program.eval(), analytic)
+
+
+def nonfinite_tensors(state: Any, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors in ``state`` (nested dicts/lists) with a NaN or inf."""
+    if isinstance(state, torch.Tensor):
+        return [prefix or "tensor"] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    if isinstance(state, dict):
+        return [n for k, v in state.items() for n in nonfinite_tensors(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(state, (list, tuple)):
+        return [n for i, v in enumerate(state) for n in nonfinite_tensors(v, f"{prefix}[{i}]")]
+    return []
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -184,11 +184,16 @@ def test_render_dot_with_check(capsys, tmp_path):
     assert "#d62728" in source  # the open path and failing factors are red
 
 
-def test_usage_errors_are_argparse_exit_2(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["frobnicate"])
-    assert info.value.code == 2
-    with pytest.raises(SystemExit) as info:
-        main([])
-    assert info.value.code == 2
-    assert "usage: hiervae" in capsys.readouterr().err
+@pytest.mark.parametrize("args, message", [
+    (["frobnicate"], "hiervae: error: argument COMMAND: invalid choice: 'frobnicate'"),
+    ([], "hiervae: error: the following arguments are required: COMMAND"),
+    (["fit", "specs/quickstart.yaml", "--threads", "0"], "hiervae fit: error: argument --threads: expected a positive integer, got '0'"),
+    (["fit", "specs/quickstart.yaml", "--nproc", "x"], "hiervae fit: error: argument --nproc: expected a positive integer, got 'x'"),
+    (["check"], "hiervae check: error: the following arguments are required: spec"),
+    (["render", "s.yaml", "--format", "gif"], "hiervae render: error: argument --format: invalid choice: 'gif'"),
+])
+def test_usage_errors_are_one_line_and_exit_2(args, message, capsys):
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(message) and len(captured.err.strip().splitlines()) == 1, captured.err
+    assert "usage:" not in captured.err and captured.out == ""

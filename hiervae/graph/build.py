@@ -25,7 +25,8 @@ from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGrap
 from hiervae.language import FactorDecl, NodeDecl, Spec
 from hiervae.language.net import Net
 from hiervae.language.schema import DataSpec
-from hiervae.nn import ACTIVATIONS, FAMILIES, TRANSFORMS
+from hiervae.language.net import BASE
+from hiervae.nn import ACTIVATIONS, FAMILIES, NETWORKS, TRANSFORMS
 from hiervae.nn.registry import ENCODER_KEYS, Configurable, unused_net_keys
 
 _ROLE = {LATENT: "prior", OBSERVED: "likelihood"}
@@ -191,6 +192,23 @@ def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: set[str], 
         missing = [p for p in nodes[decl.latent].parents if p not in given]
         if missing:
             raise SpecError(f"merge: prior needs the prior's inputs in given (missing {', '.join(missing)})", decl.at("merge"))
+    sizes, evidence = [], None
+    for g in given:
+        if g in encoders:
+            net = encoders[g].over(BASE)
+            key = decl.encoder_keys.get(g, g)
+            try:
+                sizes.append(NETWORKS.get(net.kind).out_features(net, nodes[g].shape, None if net.out is None else (net.out,)))
+            except ValueError as err:
+                raise SpecError(f"encoder of {g}: {err}", decl.at("encoders", key)) from None
+        else:
+            sizes.append(nodes[g].dim)
+        if nodes[g].kind == OBSERVED and evidence is None:
+            evidence = (sum(sizes[:-1]), sum(sizes))
+    try:
+        cls.check_build(nodes[decl.latent].dim, sum(sizes), cls.network(decl.net), dict(spec.options), {"evidence": evidence})
+    except ValueError as err:
+        raise SpecError(f"{spec.dist}: {err}", loc) from None
     return GuideFactor(decl.latent, spec.dist, given, encoders, decl.net, spec.merge, dict(spec.options), loc)
 
 
@@ -255,12 +273,15 @@ def build_graph(spec: Spec) -> ModelGraph:
     order = {n: i for i, n in enumerate(nx.topological_sort(dag))}
     nodes = dict(sorted(nodes.items(), key=lambda kv: order[kv[0]]))
     for name, node in list(nodes.items()):
-        if node.kind == TRANSFORM:
-            try:
-                target = TRANSFORMS.get(node.family).applied_to(name, nodes)
-            except ValueError as err:
-                raise SpecError(str(err), node.location) from None
-            nodes[name] = dataclasses.replace(node, applied_to=target)
+        cls = TRANSFORMS.get(node.family) if node.kind == TRANSFORM else FAMILIES.get(node.family)
+        context = sum(nodes[p].dim for p in node.conditioners)
+        try:
+            cls.check_build(node.dim, context, cls.network(node.net), node.options, {"event_shape": node.shape})
+            if node.kind == TRANSFORM:
+                nodes[name] = dataclasses.replace(node, applied_to=cls.applied_to(name, nodes))
+        except ValueError as err:
+            raise SpecError(f"{node.family}: {err}" if node.kind != TRANSFORM or "refine" not in str(err) else str(err),
+                            node.location) from None
     if not any(n.kind == OBSERVED for n in nodes.values()):
         raise SpecError("the model has no observed node", spec.source.at(("model",)))
 

@@ -125,10 +125,12 @@ def _validate(model: type[BaseModel], value: Any, source: SourceMap, path: tuple
         # Unions report one error per branch; the one that reaches deepest into the data
         # is the branch the user meant (a dict meant as NetworkSpec, not as a name).
         errors = [(_data_path(value, e["loc"]), i, e) for i, e in enumerate(err.errors())]
-        loc, _, first = max(errors, key=lambda t: (len(t[0]) + (t[2]["type"] in ("extra_forbidden", "missing")), _branch_matches(value, t[2]["loc"]), -t[1]))
+        rank = {"extra_forbidden": 2, "missing": 1}  # a misspelt key is both: name the unknown one
+        loc, _, first = max(errors, key=lambda t: (len(t[0]) + (t[2]["type"] in rank), _branch_matches(value, t[2]["loc"]),
+                                                   rank.get(t[2]["type"], 0), -t[1]))
         kind = first["type"]
         if kind == "extra_forbidden":
-            allowed = _allowed_keys(model, loc[:-1])
+            allowed = _allowed_keys(model, tuple(first["loc"][:-1]))
             message = f"unknown key {loc[-1]!r}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
         elif kind == "missing":
             message = f"missing required key {first['loc'][-1]!r}"
@@ -149,6 +151,8 @@ def _data_path(value: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
         elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
             value = value[part]
             out.append(part)
+        elif isinstance(value, dict) and isinstance(part, str) and part in {v for v in value.values() if isinstance(v, str)}:
+            continue  # a discriminated union's tag (kl_warmup's `schedule: linear`), not a key
         elif isinstance(value, dict) and isinstance(part, str) and part not in _branch_tags(part):
             out.append(part)  # a key that is not there (unknown or missing): keep it, stop
             break
@@ -189,12 +193,34 @@ def _allowed_keys(model: Any, loc: tuple[Any, ...]) -> list[str]:
                 return []
             current = fields[part].annotation
         else:
+            tagged = _tagged_member(current, part)  # a discriminated union's tag picks its member
+            if tagged is not None:
+                current = tagged
+                continue
             args = typing.get_args(current)
             current = args[-1] if args else None
     current = _unwrap_model(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or n for n, f in current.model_fields.items()]
     return []
+
+
+def _tagged_member(annotation: Any, tag: Any) -> Any:
+    """The member of a (discriminated) union whose Literal field equals ``tag``, or None."""
+    import typing
+
+    def members(a: Any):
+        for arg in typing.get_args(a):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                yield arg
+            else:
+                yield from members(arg)
+
+    for model in members(annotation):
+        for f in model.model_fields.values():
+            if typing.get_origin(f.annotation) is typing.Literal and tag in typing.get_args(f.annotation):
+                return model
+    return None
 
 
 def _unwrap_model(annotation: Any) -> Any:
@@ -266,10 +292,23 @@ class _Networks:
 
 
 # ------------------------------------------------------------------ expansion
+MAX_DECLARATIONS = 20_000  # concrete nodes (or guide factors) a spec may expand to
 def _entries(
     items: list[Any], section: str, body_key: str, env0: dict[str, int], source: SourceMap
 ) -> Iterator[tuple[str, Any, dict[str, int], range | None, tuple[Any, ...], str]]:
-    """Yield (name, raw declaration, template env, loop range, source path, binding) per item."""
+    """Yield (name, raw declaration, template env, loop range, source path, binding) per item
+    (at most :data:`MAX_DECLARATIONS` per section)."""
+    count = 0
+    for name, decl, env, loop, path, binding in _raw_entries(items, section, body_key, env0, source):
+        count += 1
+        if count > MAX_DECLARATIONS:
+            raise SpecError(f"{section} expands to more than {MAX_DECLARATIONS} declarations", source.at(path))
+        yield name, decl, env, loop, path, binding
+
+
+def _raw_entries(
+    items: list[Any], section: str, body_key: str, env0: dict[str, int], source: SourceMap
+) -> Iterator[tuple[str, Any, dict[str, int], range | None, tuple[Any, ...], str]]:
     for i, entry in enumerate(items):
         path: tuple[Any, ...] = (section, i)
         if not isinstance(entry, dict):

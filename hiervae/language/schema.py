@@ -18,6 +18,8 @@ class _Strict(BaseModel):
 
 
 PositiveInt = Annotated[StrictInt, Field(gt=0)]  # strict: `latent: true` is not a dimension
+MAX_SIZE = 1 << 24  # any one size in a spec: a dimension, a width, a count
+Size = Annotated[StrictInt, Field(gt=0, le=MAX_SIZE)]
 
 
 # ---------------------------------------------------------------- networks
@@ -30,23 +32,23 @@ class NetworkSpec(_Strict):
     """
 
     extends: str | None = Field(None, description="name of a template in `networks` to start from")
-    mlp: list[PositiveInt] | None = Field(None, description="hidden layer sizes")
+    mlp: list[Size] | None = Field(None, description="hidden layer sizes")
     activation: str | None = Field(None, description="hidden activation (relu, tanh, elu, ...)")
-    out: PositiveInt | None = Field(None, description="output feature size (encoders)")
+    out: Size | None = Field(None, description="output feature size (encoders)")
     out_activation: str | None = Field(None, description="activation of the output layer")
     batch_norm: bool | None = Field(None, description="batch norm at the input of each layer")
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
     separate: bool | None = Field(None, description="one network per output head (paper) instead of a shared trunk")
-    resnet: list[PositiveInt] | None = Field(None, description="convolutional ResNet blocks: filters per block")
+    resnet: list[Size] | None = Field(None, description="convolutional ResNet blocks: filters per block")
     scale: Literal["down", "up"] | None = Field(None, description="each ResNet block halves (down) or doubles (up) the feature map")
-    kernel: PositiveInt | None = Field(None, description="convolution kernel size")
+    kernel: Annotated[StrictInt, Field(gt=0, le=99)] | None = Field(None, description="convolution kernel size")
 
 
 NetRef = Union[str, NetworkSpec]
 
 
 # ---------------------------------------------------------------- model nodes
-Shape = Union[PositiveInt, Annotated[list[PositiveInt], Field(min_length=1)]]
+Shape = Union[Size, Annotated[list[Size], Field(min_length=1, max_length=8)]]
 
 
 class LatentNodeSpec(_Strict):
@@ -65,7 +67,7 @@ class TransformNodeSpec(_Strict):
     transform: str = Field(description="transform kind, e.g. affine_lowrank")
     input: str | None = Field(None, description="the input in which the transform is bijective")
     given: list[str] = Field(default_factory=list, description="nodes its parameters are computed from")
-    dim: PositiveInt | None = Field(None, description="output dimension (defaults to the input's)")
+    dim: Size | None = Field(None, description="output dimension (defaults to the input's)")
     net: NetRef | None = None
     options: dict[str, Any] = Field(default_factory=dict, description="kind-specific options, e.g. {rank: 1}")
 

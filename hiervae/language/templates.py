@@ -41,30 +41,45 @@ _OPS = {
 }
 
 
+MAX_EXPRESSION = 200  # characters of one template expression
+MAX_VALUE = 10**9  # magnitude of every integer a template computes
+MAX_RANGE = 10_000  # iterations of one loop, names of one range
+
+
 class TemplateError(ValueError):
     """Raised with a message; the caller attaches the location."""
 
 
+def _bounded(value: int, expr: str) -> int:
+    if abs(value) > MAX_VALUE:
+        raise TemplateError(f"({expr[:40]}) computes {str(value)[:20]}{'...' if len(str(value)) > 20 else ''}, "
+                            f"beyond +-{MAX_VALUE}")
+    return value
+
+
 def evaluate(expr: str, env: Mapping[str, int]) -> int:
-    """Evaluate an integer template expression such as ``l-1`` or ``2*L``."""
+    """Evaluate an integer template expression such as ``l-1`` or ``2*L`` (bounded: at most
+    :data:`MAX_EXPRESSION` characters, every value within +-:data:`MAX_VALUE`)."""
+    if len(expr) > MAX_EXPRESSION:
+        raise TemplateError(f"an expression of {len(expr)} characters (at most {MAX_EXPRESSION})")
     try:
         tree = ast.parse(expr.strip(), mode="eval")
-    except SyntaxError:
-        raise TemplateError(f"cannot parse expression ({expr})") from None
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        raise TemplateError(f"cannot parse expression ({expr[:40]})") from None
 
     def walk(node: ast.AST) -> int:
         if isinstance(node, ast.Expression):
             return walk(node.body)
         if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
-            return node.value
+            return _bounded(node.value, expr)
         if isinstance(node, ast.Name):
             if node.id not in env:
                 known = ", ".join(sorted(env)) or "none"
                 raise TemplateError(f"unknown name {node.id!r} in ({expr}) (known: {known})")
-            return env[node.id]
+            return _bounded(env[node.id], expr)
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             try:
-                return _OPS[type(node.op)](walk(node.left), walk(node.right))
+                return _bounded(_OPS[type(node.op)](walk(node.left), walk(node.right)), expr)
             except ZeroDivisionError:
                 raise TemplateError(f"division by zero in ({expr})") from None
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
@@ -72,7 +87,10 @@ def evaluate(expr: str, env: Mapping[str, int]) -> int:
             return -value if isinstance(node.op, ast.USub) else value
         raise TemplateError(f"only integer arithmetic (+ - * // %) is allowed in ({expr})")
 
-    return walk(tree)
+    try:
+        return walk(tree)
+    except RecursionError:
+        raise TemplateError(f"expression nested too deeply ({expr[:40]})") from None
 
 
 def _groups(text: str) -> list[tuple[int, int]]:
@@ -113,6 +131,8 @@ def parse_loop(header: str, env: Mapping[str, int]) -> tuple[str, range]:
         raise TemplateError(f"loop variable {var!r} shadows a name already defined")
     start = evaluate(match["start"], env)
     end = evaluate(match["end"], env)
+    if end - start + 1 > MAX_RANGE:
+        raise TemplateError(f"a loop of {end - start + 1} iterations (at most {MAX_RANGE})")
     return var, range(start, end + 1)
 
 
@@ -152,6 +172,9 @@ def expand_range(first: str, last: str) -> list[str]:
     a, b = _INDEXED.match(first), _INDEXED.match(last)
     if not a or not b or a.group(1) != b.group(1):
         raise TemplateError(f"range {first}..{last} must be PREFIX<int>..PREFIX<int> with the same prefix")
-    return [f"{a.group(1)}{i}" for i in range(int(a.group(2)), int(b.group(2)) + 1)]
+    lo, hi = _bounded(int(a.group(2)), first), _bounded(int(b.group(2)), last)
+    if hi - lo + 1 > MAX_RANGE:
+        raise TemplateError(f"a range of {hi - lo + 1} names (at most {MAX_RANGE})")
+    return [f"{a.group(1)}{i}" for i in range(lo, hi + 1)]
 
 

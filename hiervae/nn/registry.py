@@ -107,6 +107,13 @@ class Configurable:
         return cls(dim, context_features, **config)
 
     @classmethod
+    def check_build(cls, dim: int, context_features: int, net: Net, options: Mapping[str, Any],
+                    filled: Mapping[str, Any]) -> None:
+        """ValueError for anything the constructor would refuse (``net``: the network as it
+        will be built, defaults laid under it), without building it: the graph builder calls
+        this so that ``check`` rejects what compiling would."""
+
+    @classmethod
     def network(cls, net: Net | None) -> Net:
         """The network this class builds from the spec's ``net`` (its defaults laid under it)."""
         return (net or Net()).over(cls.net_defaults)
@@ -162,6 +169,11 @@ class NetworkKind:
     @classmethod
     def check(cls, net: Net, in_shape: tuple[int, ...], out_shape: tuple[int, ...] | None) -> None:
         """ValueError if a network of this kind cannot map ``in_shape`` to ``out_shape``."""
+
+    @classmethod
+    def out_features(cls, net: Net, in_shape: tuple[int, ...], out_shape: tuple[int, ...] | None) -> int:
+        """Output size of the network :meth:`build` would build (flat values)."""
+        raise NotImplementedError
 
     @classmethod
     def build(cls, net: Net, in_shape: tuple[int, ...], out_shape: tuple[int, ...] | None):

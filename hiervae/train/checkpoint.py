@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from hiervae.errors import RunError, display_path
+from hiervae.fileio import atomic_write_text
 from hiervae.language import Spec
 from hiervae.run import RunDir
 from hiervae.train.metrics import MetricsLog, TensorBoard
@@ -30,12 +31,16 @@ RESUME_MAY_CHANGE = (("train", "epochs"), ("data", "data_dir"))
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
+    """Every RNG state, as tensors and plain values only (a checkpoint loads with
+    ``weights_only=True``: no pickled object, so loading one never runs code)."""
     cuda = device.type == "cuda"
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if cuda else None,
         "cuda_device": (torch.cuda.current_device() if device.index is None else device.index) if cuda else None,
-        "numpy": np.random.get_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "python": random.getstate(),
     }
 
@@ -50,7 +55,8 @@ def set_rng_state(state: dict[str, Any], device: torch.device, replica: bool = F
             torch.cuda.set_rng_state(saved.cpu(), device)
         else:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     random.setstate(state["python"])
 
 
@@ -84,7 +90,17 @@ def _without(data: Any, keys: Iterable[tuple[str, ...]]) -> Any:
 
 
 def prepare_run(run: RunDir, spec: Spec, resume: bool, log: Callable[[str], None]) -> dict[str, Any] | None:
-    """Check the run directory; returns the checkpoint to resume from, or None (fresh)."""
+    """Check the run directory; returns the checkpoint to resume from, or None (fresh).
+    Any file system problem (a path under a file, a link loop, a read-only or full disk) is
+    one line, a RunError."""
+    try:
+        return _prepare_run(run, spec, resume, log)
+    except OSError as err:
+        raise RunError(f"{display_path(run.path)}: cannot use it as the run directory "
+                       f"({err.strerror or err.__class__.__name__}{': ' + err.filename if err.filename else ''})") from None
+
+
+def _prepare_run(run: RunDir, spec: Spec, resume: bool, log: Callable[[str], None]) -> dict[str, Any] | None:
     shown = display_path(run.path)
     if run.path.exists() and not run.path.is_dir():
         raise RunError(f"{shown}: exists and is not a directory; choose another --out")
@@ -92,6 +108,8 @@ def prepare_run(run: RunDir, spec: Spec, resume: bool, log: Callable[[str], None
     if has_checkpoint and not resume:
         raise RunError(f"{shown} already holds a trained run (checkpoint.pt); pass --resume to continue it, or --out DIR for a new run")
     if has_checkpoint:
+        for stale in run.remove_stale_temporaries():
+            log(f"removed {display_path(stale)}, left by a save that was interrupted (the checkpoint is whole)")
         if not run.spec.is_file():
             raise RunError(f"{shown}: has a checkpoint but no spec.yaml, cannot check that --resume uses the same spec")
         try:
@@ -106,12 +124,13 @@ def prepare_run(run: RunDir, spec: Spec, resume: bool, log: Callable[[str], None
                            f"({diff[1]!r} in the run, {diff[2]!r} now); resume with the same spec and --set, or use --out DIR for a new run")
         state = run.load_checkpoint(map_location="cpu")
         if saved != current:  # only train.epochs / data.data_dir changed: the spec on disk follows
-            run.spec.write_text(spec.resolved_yaml())
+            atomic_write_text(run.spec, spec.resolved_yaml())
         return state
     if resume:
         log(f"{shown}: no checkpoint to resume, starting a new run")
     run.path.mkdir(parents=True, exist_ok=True)
-    run.spec.write_text(spec.resolved_yaml())
+    run.remove_stale_temporaries()
+    atomic_write_text(run.spec, spec.resolved_yaml())
     MetricsLog(run.metrics).clear()
     TensorBoard.clear(run.tensorboard)
     return None

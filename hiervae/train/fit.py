@@ -17,6 +17,7 @@ see docs/distributed.md.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -71,6 +72,18 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     compile_seconds: float | None = None  # train.compile: the first step, compilation included
+
+
+@contextlib.contextmanager
+def _writing(run: RunDir):
+    """A file system error while writing the run directory (a full or read-only disk) is one
+    line; the last checkpoint written stays whole (:func:`hiervae.fileio.atomic_file`)."""
+    try:
+        yield
+    except OSError as err:
+        kept = "the last checkpoint written is kept" if run.checkpoint.is_file() else "no checkpoint was written"
+        raise RunError(f"{display_path(run.path)}: cannot write the run directory "
+                       f"({err.strerror or err.__class__.__name__}); {kept}") from None
 
 
 def _bar(total: int, desc: str, enabled: bool):
@@ -150,7 +163,13 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
     splits = splits.place(dev)  # on the device when it fits, else pinned host memory
 
     pyro.set_rng_seed(train.seed)
-    program = build_program(graph).to(dev)
+    try:
+        program = build_program(graph).to(dev)
+    except (RuntimeError, MemoryError) as err:  # an allocator's refusal: the model does not fit
+        if not isinstance(err, MemoryError) and "alloc" not in str(err).lower() and "out of memory" not in str(err).lower():
+            raise
+        raise RunError(f"the model's parameters do not fit in {dev.type} memory ({err.__class__.__name__}: "
+                       f"{(str(err).splitlines() or [''])[0][:120]}); make it smaller") from None
     if world is not None:
         program = world.prepare(program)
     trainer = Trainer(program, graph, splits, device=dev, analytic_kl=analytic_kl, world=world)
@@ -180,11 +199,12 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
         log(f"data parallel: {world.size} processes, {train.batch_size // world.size} examples each per step "
             f"(global batch {train.batch_size}) on {dev.type}")
 
-    tensorboard = TensorBoard(run.tensorboard, purge_step=start + 1 if start else None) if main else None
+    with _writing(run):
+        tensorboard = TensorBoard(run.tensorboard, purge_step=start + 1 if start else None) if main else None
     last_plot = -math.inf
     stopped: NonFiniteStop | None = None
     try:
-        with pyro.validation_enabled(False):
+        with pyro.validation_enabled(False), _writing(run):
             for epoch in range(start, train.epochs):
                 t0 = time.perf_counter()
                 bar = _bar(len(trainer.batches), f"epoch {epoch + 1}/{train.epochs}", progress)
@@ -229,7 +249,8 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
         if tensorboard is not None:
             tensorboard.close()
     if main and history and (stopped is not None or start >= train.epochs):
-        plots.write_plots(history, run.plots, title)
+        with _writing(run):
+            plots.write_plots(history, run.plots, title)
     if stopped is not None:
         if main:
             metrics.append({"kind": "stopped", "reason": "nonfinite", "epoch": stopped.epoch + 1, "step": stopped.step,

@@ -44,6 +44,7 @@ from hiervae.train.schedules import BetaPlan, LRSchedule, beta_schedule, lr_sche
 if TYPE_CHECKING:
     from hiervae.train.collectives import World
 
+RUNNING_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 VALID_SEED_OFFSET = 1_000_003  # validation noise: torch.manual_seed(train.seed + this)
 VALID_BATCH = 1000
 BAR_REFRESH_S = 0.5
@@ -78,6 +79,8 @@ class Trainer:
         self.free_bits = float(self.train_spec.free_bits)
         self.pixel_dims = graph.pixel_dims  # D: ELBOs are also reported in bits/dim
         self.params = [p for p in program.parameters() if p.requires_grad]
+        # running statistics a forward pass updates: restored after a skipped (non-finite) step
+        self.statistics = [b for name, b in program.named_buffers() if name.rsplit(".", 1)[-1] in RUNNING_STATISTICS]
         self.optimizer = optimizer or make_optimizer(self.params, self.train_spec.optimizer)
         self.betas: BetaPlan = beta_schedule(self.train_spec)
         self.lrs: LRSchedule = lr_schedule(self.train_spec)
@@ -116,6 +119,7 @@ class Trainer:
     def train_step(self, x: torch.Tensor, stats: EpochStats) -> None:
         first_compiled = self.train_spec.compile and self.compile_seconds is None
         started = time.perf_counter() if first_compiled else 0.0
+        saved = [b.clone() for b in self.statistics]
         with network_precision(self.program, self.train_spec.precision, self.device.type):
             value, ll, kl = self.objective(x, self.beta)
         self.optimizer.zero_grad(set_to_none=True)
@@ -123,6 +127,8 @@ class Trainer:
         checked = value if self.world is None else self.world.average_gradients(self.params, value)
         ok = grads_finite(self.params, checked)
         step_unless(self.optimizer, ok)
+        for buffer, before in zip(self.statistics, saved):  # a skipped step leaves them as they were (no sync)
+            buffer.copy_(torch.where(ok, buffer, before))
         stats.add(value.detach() * x.shape[0], ll, kl, x.shape[0], ok)
         self._streak = torch.where(ok, torch.zeros_like(self._streak), self._streak + 1)
         self._worst = torch.maximum(self._worst, self._streak)
@@ -234,10 +240,12 @@ class Trainer:
                 best_valid_elbo=state.get("best_valid_elbo"), valid_elbo=state.get("valid_elbo"),
             )
             rng = state["rng"]
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            raise RunError(f"{where}: does not match this spec ({str(err).splitlines()[0]})") from None
-        self._streak.fill_(self.state.nonfinite_streak)
-        set_rng_state(rng, self.device, replica=self.world is not None)
+            self._streak.fill_(self.state.nonfinite_streak)
+            set_rng_state(rng, self.device, replica=self.world is not None)
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as err:
+            first = (str(err).splitlines() or [""])[0][:200]
+            raise RunError(f"{where}: does not match this spec, or is not a hiervae checkpoint "
+                           f"({err.__class__.__name__}: {first})") from None
 
 
 def _mean(values: list[float]) -> float:

@@ -43,7 +43,8 @@ def test_residual_nodes_refine_the_previous_one(flows):
 
 def test_a_residual_node_with_two_candidate_predecessors_is_an_error(flows, one_line):
     text = flows.sere_maf.replace("given: [gamma(l-1), z(l)]", "given: [gamma(l-1), z(l)]}\n      delta(l): {transform: residual, dim: 5, given: [gamma(l), delta(l-1), z(l)]")
-    one = build_graph(parse_spec(text.replace("vars: {L: 2}", "vars: {L: 1}"), file="t.yaml"))
+    one = build_graph(parse_spec(text.replace("vars: {L: 2}", "vars: {L: 1}"), file="t.yaml",
+                                 overrides=["model.1.x.options.mades_per_flow=1"]))  # one z: one MADE per flow
     assert one.nodes["delta1"].applied_to == "gamma1"  # delta0 is a dropped boundary reference
     with pytest.raises(SpecError) as err:  # the graph builder says so: `check` rejects it too
         build_graph(parse_spec(text, file="t.yaml"))

@@ -102,7 +102,7 @@ def _error(text: str, one_line, *overrides) -> str:
 
 @pytest.mark.parametrize("old, new, message", [
     ("encoders: {x: evidence, z(l-1): latent}", "encoders: {x: evidence, z(l-1): evidence}",
-     r"r.yaml:\d+: guide\[0\]\.factors\.eps\(l\) \(l=2\): encoder of z1: a resnet network maps an image to features .* here it would map \[10\] to \[64\]"),
+     r"r.yaml:\d+: guide\[0\]\.factors\.eps\(l\)\.encoders\.z\(l-1\) \(l=2\): encoder of z1: a resnet network maps an image to features .* here it would map \[10\] to \[64\]"),
     ("decoder:  {resnet: [32, 16], scale: up", "decoder:  {resnet: [32, 16], scale: down",
      r"r.yaml:\d+: .*bernoulli: a decoder cannot downsample"),
     ("gauss:    {mlp: [256, 256], activation: relu, separate: true}", "gauss:    {resnet: [8], activation: relu}",

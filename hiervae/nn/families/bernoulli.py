@@ -11,7 +11,7 @@ from torch import nn
 
 from hiervae.language.net import Net
 from hiervae.nn.networks.params import ParamNet
-from hiervae.nn.registry import FAMILIES, Family
+from hiervae.nn.registry import FAMILIES, NETWORKS, Family
 
 
 @FAMILIES.register("bernoulli")
@@ -31,14 +31,20 @@ class BernoulliDecoder(Family, ConditionalDistribution, nn.Module):
     net_defaults = Net(layers=(512, 512), activation="relu")
     doc = "independent Bernoulli with logits"
 
+    @classmethod
+    def check_build(cls, dim, context_features, net, options, filled) -> None:
+        if net.kind == "resnet" and context_features:
+            if filled.get("event_shape") is None:
+                raise ValueError("a resnet decoder needs the image shape (event_shape)")
+            NETWORKS.get("resnet").check(net, (context_features,), tuple(filled["event_shape"]))
+
     def __init__(self, dim: int, context_features: int, net: Net | None = None,
                  event_shape: Sequence[int] | None = None):
         super().__init__()
         net = self.network(net)
+        self.check_build(dim, context_features, net, {}, {"event_shape": event_shape})
         self.dim = dim
         image = tuple(event_shape) if net.kind == "resnet" and event_shape is not None else None
-        if net.kind == "resnet" and context_features and image is None:
-            raise ValueError("a resnet decoder needs the image shape (event_shape)")
         self.net = ParamNet(context_features, torch.zeros(dim), net, out_shape=image)
 
     def logits(self, context: torch.Tensor | None) -> torch.Tensor:

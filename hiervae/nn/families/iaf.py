@@ -52,6 +52,12 @@ class ConditionalIAF(Family, ConditionalDistribution, nn.Module):
     net_defaults = Net(layers=(256, 256), activation="relu")
     doc = "diagonal Gaussian followed by conditional inverse autoregressive flow steps"
 
+    @classmethod
+    def check_build(cls, dim, context_features, net, options, filled) -> None:
+        hidden = options.get("hidden")
+        if hidden is not None and (not hidden or any(h < dim for h in hidden)):
+            raise ValueError(f"hidden: every MADE hidden width must be >= the latent's dimension {dim}, got {list(hidden)}")
+
     def __init__(
         self,
         dim: int,
@@ -63,8 +69,7 @@ class ConditionalIAF(Family, ConditionalDistribution, nn.Module):
     ):
         super().__init__()
         net = self.network(net)
-        if hidden is not None and any(h < dim for h in hidden):
-            raise ValueError(f"every MADE hidden width must be >= the latent's dimension {dim}, got {list(hidden)}")
+        self.check_build(dim, context_features, net, {"hidden": hidden}, {})
         activation = net.activation
         self.dim, self.context_features = dim, context_features
         self.base = DiagonalGaussianHead(dim, context_features, net, variance_floor=variance_floor)

@@ -223,6 +223,31 @@ class MAFLikelihood(Family, ConditionalDistribution, nn.Module):
     net_defaults = Net(layers=(1024, 1024), activation="relu")
     doc = "conditional masked autoregressive flow over a unit-rank Gaussian base"
 
+    @classmethod
+    def check_build(cls, dim, context_features, net, options, filled) -> None:
+        base, made_context = options.get("base", "unit_rank_normal"), options.get("made_context", "all")
+        flows, mades = options.get("flows", 2), options.get("mades_per_flow", 5)
+        logit_alpha, base_context = options.get("logit_alpha"), options.get("base_context")
+        if base not in BASES:
+            raise ValueError(f"base must be one of {', '.join(BASES)}, got {base!r}")
+        if made_context not in MADE_CONTEXTS:
+            raise ValueError(f"made_context must be one of {', '.join(MADE_CONTEXTS)}, got {made_context!r}")
+        if flows < 1 or mades < 1:
+            raise ValueError("flows and mades_per_flow must be >= 1")
+        if logit_alpha is not None and not 0 <= logit_alpha < 1:
+            raise ValueError(f"logit_alpha must be in [0, 1), got {logit_alpha}")
+        n_base = context_features if base_context is None else base_context
+        if not 0 <= n_base <= context_features:
+            raise ValueError(f"base_context must be in [0, {context_features}] (the context's size), got {base_context}")
+        if not (net or cls.net_defaults).layers and (net or cls.net_defaults).layers is not None:
+            raise ValueError("every MADE needs at least one hidden layer (net: {mlp: [...]})")
+        if made_context == "split":
+            start = 0 if base_context is None else base_context
+            rest = context_features - start
+            if rest % mades:
+                raise ValueError(f"made_context 'split' needs the {rest} context features after the base's {start} "
+                                 f"to divide into {mades} equal chunks (mades_per_flow)")
+
     def __init__(
         self,
         dim: int,
@@ -246,17 +271,10 @@ class MAFLikelihood(Family, ConditionalDistribution, nn.Module):
         super().__init__()
         net = self.network(net)
         hidden, activation = net.layers, net.activation
-        if base not in BASES:
-            raise ValueError(f"MAFLikelihood: base must be one of {', '.join(BASES)}, got {base!r}")
-        if made_context not in MADE_CONTEXTS:
-            raise ValueError(f"MAFLikelihood: made_context must be one of {', '.join(MADE_CONTEXTS)}, got {made_context!r}")
-        if flows < 1 or mades_per_flow < 1:
-            raise ValueError("MAFLikelihood: flows and mades_per_flow must be >= 1")
-        if logit_alpha is not None and not 0 <= logit_alpha < 1:
-            raise ValueError(f"MAFLikelihood: logit_alpha must be in [0, 1), got {logit_alpha}")
+        self.check_build(dim, context_features, net, dict(base=base, made_context=made_context, flows=flows,
+                         mades_per_flow=mades_per_flow, logit_alpha=logit_alpha, base_context=base_context,
+                         base_hidden=base_hidden), {})
         n_base = context_features if base_context is None else base_context
-        if not 0 <= n_base <= context_features:
-            raise ValueError(f"MAFLikelihood: base_context must be in [0, {context_features}], got {base_context}")
         self.dim, self.context_features = dim, context_features
         self.base_kind, self.logit_alpha, self.variance_floor = base, logit_alpha, variance_floor
         self.base_features = n_base
@@ -269,12 +287,7 @@ class MAFLikelihood(Family, ConditionalDistribution, nn.Module):
             made_slices = [(0, 0)] * mades_per_flow
         else:
             start = 0 if base_context is None else base_context
-            rest = context_features - start
-            if rest % mades_per_flow:
-                raise ValueError(
-                    f"MAFLikelihood: made_context 'split' needs the {rest} context features after the base's "
-                    f"{start} to divide into {mades_per_flow} equal chunks")
-            size = rest // mades_per_flow
+            size = (context_features - start) // mades_per_flow
             made_slices = [(start + k * size, start + (k + 1) * size) for k in range(mades_per_flow)]
         self.made_slices = made_slices
 

@@ -94,6 +94,11 @@ class DiagonalGaussianHead(Family, ConditionalDistribution, nn.Module):
     net_defaults = Net(layers=(256, 256), activation="relu")
     doc = "diagonal Gaussian, sigma^2 = softplus(elu(raw)) + floor"
 
+    @classmethod
+    def check_build(cls, dim, context_features, net, options, filled) -> None:
+        if options.get("residual") and filled.get("evidence") is None:
+            raise ValueError("residual: true needs evidence in the context: use it on a guide factor given an observed node")
+
     def __init__(
         self,
         dim: int,
@@ -104,8 +109,7 @@ class DiagonalGaussianHead(Family, ConditionalDistribution, nn.Module):
         evidence: tuple[int, int] | None = None,
     ):
         super().__init__()
-        if residual and evidence is None:
-            raise ValueError("residual: true needs evidence in the context: use it on a guide factor given an observed node")
+        self.check_build(dim, context_features, net, {"residual": residual}, {"evidence": evidence})
         net = self.network(net)
         self.dim = dim
         self.context_features = context_features

@@ -105,7 +105,20 @@ class MLPKind(NetworkKind):
                                                 "dropout", "separate"})
 
     @classmethod
+    def check(cls, net: Net, in_shape: tuple[int, ...], out_shape: tuple[int, ...] | None) -> None:
+        if out_shape is None and not net.layers:
+            raise ValueError("an mlp with no hidden layers needs an output size (out)")
+        if out_shape is None and net.out_activation is not None:
+            raise ValueError("out_activation needs out (the output layer it acts on)")
+
+    @classmethod
+    def out_features(cls, net: Net, in_shape: tuple[int, ...], out_shape: tuple[int, ...] | None) -> int:
+        cls.check(net, in_shape, out_shape)
+        return math.prod(out_shape) if out_shape is not None else net.layers[-1]
+
+    @classmethod
     def build(cls, net: Net, in_shape: tuple[int, ...], out_shape: tuple[int, ...] | None) -> MLP:
+        cls.check(net, in_shape, out_shape)
         return MLP(math.prod(in_shape), net.layers, None if out_shape is None else math.prod(out_shape),
                    activation=net.activation, out_activation=net.out_activation, batch_norm=net.batch_norm,
                    dropout=net.dropout)

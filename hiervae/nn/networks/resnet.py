@@ -243,6 +243,22 @@ class ResNetKind(NetworkKind):
             raise ValueError("a decoder cannot downsample (scale: down); use scale: up or none")
         if net.kernel < 1 or net.kernel % 2 == 0:
             raise ValueError(f"kernel must be a positive odd size (same padding), got {net.kernel}")
+        if not net.layers:
+            raise ValueError("a ResNet needs at least one block (resnet: [filters, ...])")
+        if image_in and out_shape is None and net.out_activation is not None:
+            raise ValueError("out_activation needs out (the dense output layer it acts on)")
+        if image_out and math.prod(in_shape) < 1:
+            raise ValueError("a ResNet decoder needs a context (the decoded node has no parents)")
+
+    @classmethod
+    def out_features(cls, net: Net, in_shape: tuple[int, ...], out_shape: tuple[int, ...] | None) -> int:
+        cls.check(net, in_shape, out_shape)
+        if out_shape is not None:
+            return math.prod(out_shape)
+        _, h, w = image_dims(in_shape)
+        for _ in net.layers if net.scale == "down" else ():
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        return net.layers[-1] * h * w
 
     @classmethod
     def build(cls, net: Net, in_shape: tuple[int, ...], out_shape: tuple[int, ...] | None) -> nn.Module:

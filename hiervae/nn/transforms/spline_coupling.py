@@ -114,6 +114,12 @@ class SplineCoupling(TransformModule, nn.Module):
     net_defaults = Net(layers=(60, 60), activation="tanh", out_activation="tanh")
     doc = "rational-quadratic spline coupling layers (Durkan et al. 2019)"
 
+    @classmethod
+    def check_build(cls, dim, context_features, net, options, filled) -> None:
+        mask_size = options.get("mask_size")
+        if mask_size is not None and not 0 <= mask_size < dim:
+            raise ValueError(f"mask_size must be in [0, {dim - 1}] (features left unchanged), got {mask_size}")
+
     def __init__(
         self,
         dim: int,
@@ -126,8 +132,7 @@ class SplineCoupling(TransformModule, nn.Module):
     ):
         super().__init__()
         net = self.network(net)
-        if mask_size is not None and not 0 <= mask_size < dim:
-            raise ValueError(f"SplineCoupling: mask_size must be in [0, {dim - 1}] (features left unchanged), got {mask_size}")
+        self.check_build(dim, context_features, net, {"mask_size": mask_size}, {})
         self.dim, self.context_features = dim, context_features
         layers = []
         self.masks = []
