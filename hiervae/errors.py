@@ -67,5 +67,5 @@ def display_path(path: str | Path) -> str:
     p = Path(path)
     try:
         return str(p.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # not below the cwd, or a path that cannot be resolved (a link loop)
         return str(p)
