@@ -70,14 +70,15 @@ def measure_compile(path: Path, depth: int, width: int) -> dict:
             "compile_parameters": sum(p.numel() for p in program.parameters())}
 
 
-def measure(path: Path, depth: int, repeats: int, compile_width: int | None = None) -> dict:
+def measure(path: Path, depth: int, repeats: int, compile_width: int | None = None,
+            max_suggestions: int | None = MAX_SUGGESTIONS) -> dict:
     loads, checks = [], []
     graph = report = None
     for _ in range(repeats):
         t0 = time.perf_counter()
         graph = load_graph(path, overrides=[f"vars.L={depth}"])
         t1 = time.perf_counter()
-        report = check(graph, max_suggestions=MAX_SUGGESTIONS)
+        report = check(graph, max_suggestions=max_suggestions)
         t2 = time.perf_counter()
         loads.append(t1 - t0)
         checks.append(t2 - t1)
@@ -139,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also time build_program (spec -> Program) on shrunk networks (default: on)")
     parser.add_argument("--compile-width", type=int, default=8, help="hidden units of every shared network when compiling (default: 8)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (network initialisation; default: 1)")
+    parser.add_argument("--all", action="store_true", help="a suggestion for every failing factor, as `hiervae check --all`")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the measurements as JSON")
     args = parser.parse_args(argv)
     depths = sorted(set(args.depths))
@@ -149,10 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     width = args.compile_width if args.compile else None
     results: dict[str, list[dict]] = {}
     for name, path in SPECS.items():
-        measure(path, depths[0], 1, width)  # warm-up: imports, caches
+        suggestions = None if args.all else MAX_SUGGESTIONS
+        measure(path, depths[0], 1, width, suggestions)  # warm-up: imports, caches
         rows = []
         for depth in depths:
-            rows.append(measure(path, depth, args.repeats if depth <= args.repeat_below else 1, width))
+            rows.append(measure(path, depth, args.repeats if depth <= args.repeat_below else 1, width, suggestions))
             print(f"  {name}: L={depth} done", file=sys.stderr, flush=True)
         results[name] = rows
         print(table(name, rows), end="\n\n", flush=True)
@@ -163,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "benchmark": "check_depth",
             "python": platform.python_version(),
             "machine": platform.machine(),
-            "max_suggestions": MAX_SUGGESTIONS,
+            "max_suggestions": None if args.all else MAX_SUGGESTIONS,
             "compile_width": width,
             "torch_threads": args.threads,
             "specs": {name: str(path.relative_to(ROOT)) for name, path in SPECS.items()},

@@ -218,3 +218,21 @@ def test_fit_refuses_a_spec_without_data(tmp_path):
     assert run(["check", str(path)]).code == 0
     outcome = run(["fit", str(path), "--out", str(tmp_path / "run"), "-q"])
     assert outcome.problem() is None and outcome.code == 2 and "declares no data" in outcome.stderr
+
+
+def test_a_latent_family_without_a_reparameterised_sampler_is_refused(monkeypatch, tmp_path):
+    """Training draws latents with rsample (pathwise gradients); a family that cannot is a
+    check error, not a silent fall-back to biased gradients."""
+    from hiervae.nn import FAMILIES, DiagonalGaussianHead
+
+    class ScoreOnly(DiagonalGaussianHead):
+        reparameterized = False
+
+    monkeypatch.setitem(FAMILIES._entries, "score_only", ScoreOnly)
+    path = tmp_path / "s.yaml"
+    path.write_text(SMALL.replace("z: {latent: 2}", "z: {latent: 2, dist: score_only}"))
+    outcome = run(["check", str(path)])
+    assert outcome.code == 2 and "score_only has no reparameterised sampler" in outcome.stderr, outcome
+    path.write_text(SMALL.replace("z: {given: [x]}", "z: {dist: score_only, given: [x]}"))
+    outcome = run(["check", str(path)])
+    assert outcome.code == 2 and "score_only has no reparameterised sampler" in outcome.stderr, outcome
