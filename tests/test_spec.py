@@ -547,3 +547,24 @@ def test_doc_examples_are_valid():
         data = yaml.safe_load(block)  # every fragment is valid YAML
         if isinstance(data, dict) and "name" in data and "model" in data:
             build_graph(parse_spec(block, file="docs/spec.md"))
+
+
+def test_skip_connections_across_several_layers_drop_every_index_below_the_loop():
+    text = """
+name: skip
+vars: {L: 4}
+model:
+  - for: l in 1..L
+    nodes:
+      z(l): {latent: 2, given: [z(l-1), z(l-2), z(l-3)], net: {mlp: [4]}}
+  - x: {observed: [3], given: [z(L)], net: {mlp: [4]}}
+guide:
+  - for: l in 1..L
+    factors:
+      z(l): {given: [x, z(l-1), z(l-2)], net: {mlp: [4]}}
+"""
+    graph = build_graph(parse_spec(text))
+    assert [graph.nodes[f"z{l}"].parents for l in range(1, 5)] == [(), ("z1",), ("z2", "z1"), ("z3", "z2", "z1")]
+    assert graph.factor("z2").given == ("x", "z1")
+    with pytest.raises(SpecError, match="unknown node 'w-1'"):  # a name declared nowhere, outside a loop
+        build_graph(parse_spec(text.replace("  - x: {observed: [3], given: [z(L)]", "  - x: {observed: [3], given: [z(L), w(0-1)]")))

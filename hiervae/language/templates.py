@@ -144,8 +144,13 @@ class Reference:
     soft: bool = False
 
 
+_SIGNED = re.compile(r"^(.*?[^-\d])(-?\d+)$")
+
+
 def index_of(name: str) -> int | None:
-    match = _INDEXED.match(name)
+    """The integer a templated name ends with, negative ones included (``z(l-2)`` at
+    ``l = 1`` is ``z-1``: index -1, below any loop range, so the boundary rule drops it)."""
+    match = _SIGNED.match(name)
     return int(match.group(2)) if match else None
 
 
