@@ -129,7 +129,7 @@ CASES = [
     ("transform-without-dim", "name: t\nmodel:\n  - e: {latent: 2}\n  - h: {transform: residual, given: [e]}\n  - x: {observed: [4], given: [h]}\n", 4, "model[1].h", r"needs `dim`"),
     ("unknown-transform", "name: t\nmodel:\n  - e: {latent: 2}\n  - z: {transform: planar, input: e}\n  - x: {observed: [4], given: [z]}\n", 4, "model[1].z.transform", r"^unknown transform 'planar' \(known: affine_diag, affine_lowrank, residual, spline_coupling\)$"),
     ("unknown-prior-family", "name: t\nmodel:\n  - z: {latent: 2, dist: gamma}\n  - x: {observed: [4], given: [z]}\n", 3, "model[0].z.dist", r"^unknown prior family 'gamma' \(known: normal, std_normal\)$"),
-    ("unknown-likelihood-family", "name: t\nmodel:\n  - x: {observed: [4], dist: iaf}\n", 3, "model[0].x.dist", r"^unknown likelihood family 'iaf' \(known: bernoulli, maf, normal\)$"),
+    ("unknown-likelihood-family", "name: t\nmodel:\n  - x: {observed: [4], dist: iaf}\n", 3, "model[0].x.dist", r"^unknown likelihood family 'iaf' \(known: bernoulli, categorical, logistic, maf, normal\)$"),
     ("std-normal-with-given", "name: t\nmodel:\n  - a: {latent: 2}\n  - z: {latent: 2, dist: std_normal, given: [a]}\n  - x: {observed: [4], given: [z]}\n", 4, "model[1].z.given", r"std_normal prior .* cannot be conditioned"),
     ("no-observed-node", "name: t\nmodel:\n  - z: {latent: 2}\nguide:\n  - z: {}\n", 2, "model", r"^the model has no observed node$"),
     # ---------------------------------------------------------------- graph: guide

@@ -56,7 +56,7 @@ def program_device(program: Program) -> torch.device:
     return torch.device("cpu")
 
 
-def log_weights(program: Program, x: torch.Tensor, particles: int) -> torch.Tensor:
+def log_weights(program: Program, x, particles: int) -> torch.Tensor:
     """``log p(x, eps_k) - log q(eps_k | x)`` for ``particles`` guide samples: ``(particles, B)``.
 
     Call under :func:`inference_mode` (or take care of eval mode / no_grad yourself).
@@ -65,20 +65,20 @@ def log_weights(program: Program, x: torch.Tensor, particles: int) -> torch.Tens
     (:meth:`Program.walk`, the same numbers as tracing the guide under a particle
     plate and replaying the model; transforms are deterministic and carry no density).
     """
-    if x.dim() != 2:
-        raise ValueError(f"x must be (batch, features), got shape {tuple(x.shape)}")
-    guide, model = program.walk(x, particles)
-    obs = program.observed[0]
-    log_p = model.dists[obs].log_prob(x)
+    data = program.observations(x)
+    if any(v.dim() != 2 for v in data.values()):
+        raise ValueError(f"observations must be (batch, features), got shapes {[tuple(v.shape) for v in data.values()]}")
+    guide, model = program.walk(data, particles)
+    log_p = sum(model.dists[o].log_prob(data[o]) for o in program.observed)
     log_q = 0.0
     for name in program.latents:
         value = guide.values[name]
         log_p = log_p + model.dists[name].log_prob(value)
         log_q = log_q + guide.dists[name].log_prob(value)
-    return (log_p - log_q).expand(particles, x.shape[0])
+    return (log_p - log_q).expand(particles, data.size)
 
 
-def iw_log_likelihood(program: Program, x: torch.Tensor, samples: int = 1000, chunk: int = 100,
+def iw_log_likelihood(program: Program, x, samples: int = 1000, chunk: int = 100,
                       precision: str = "fp32", fold: bool = True) -> torch.Tensor:
     """Per-data-point importance-weighted estimate of ``log p(x)`` with ``samples`` particles: ``(B,)``.
 
@@ -92,12 +92,14 @@ def iw_log_likelihood(program: Program, x: torch.Tensor, samples: int = 1000, ch
     """
     if samples < 1 or chunk < 1:
         raise ValueError(f"samples and chunk must be positive, got {samples} and {chunk}")
-    with inference_mode(program, fold), network_precision(program, precision, x.device.type):
-        acc = torch.full((x.shape[0],), -math.inf, dtype=torch.float64, device=x.device)
+    data = program.observations(x)
+    first = data.first
+    with inference_mode(program, fold), network_precision(program, precision, first.device.type):
+        acc = torch.full((data.size,), -math.inf, dtype=torch.float64, device=first.device)
         done = 0
         while done < samples:
             n = min(chunk, samples - done)
-            lw = log_weights(program, x, n)
+            lw = log_weights(program, data, n)
             acc = torch.logaddexp(acc, torch.logsumexp(lw.double(), 0))
             done += n
-        return (acc - math.log(samples)).to(x.dtype)
+        return (acc - math.log(samples)).to(first.dtype)

@@ -35,6 +35,7 @@ import torch
 from pyro import poutine
 
 from hiervae.data import place_tensor
+from hiervae.data.observations import Observations
 from hiervae.data.dequantize import bits_per_dim
 from hiervae.evaluation.iw import inference_mode, iw_log_likelihood, program_device
 from hiervae.language.schema import EvalSpec
@@ -99,7 +100,7 @@ class EvalResult:
         return "\n".join(lines)
 
 
-def posterior_means(program: Program, x: torch.Tensor, samples: int = 10) -> dict[str, torch.Tensor]:
+def posterior_means(program: Program, x, samples: int = 10) -> dict[str, torch.Tensor]:
     """Estimate of ``E_q[latent | x]`` per latent, each ``(B, dim)``, from ``samples`` guide samples.
 
     Call under :func:`~hiervae.evaluation.iw.inference_mode`.
@@ -114,7 +115,7 @@ def posterior_means(program: Program, x: torch.Tensor, samples: int = 10) -> dic
         except (NotImplementedError, AttributeError):
             mean = site["value"]
         mean = mean.expand(site["value"].shape)
-        means[name] = mean.reshape(samples, x.shape[0], -1).mean(0)
+        means[name] = mean.reshape(samples, program.observations(x).size, -1).mean(0)
     return means
 
 
@@ -156,8 +157,9 @@ def evaluate_split(
 ) -> EvalResult:
     """IW log-likelihood, ELBO, KL per latent and active units of ``program`` on a split.
 
-    ``data`` is a :class:`~hiervae.data.DataSplits` (``split`` names the tensor) or an
-    ``(N, D)`` tensor.  ``importance_samples`` overrides ``eval_spec.importance_samples``;
+    ``data`` is the run's data (:class:`~hiervae.data.binding.BoundData` or a
+    :class:`~hiervae.data.DataSplits`; ``split`` names the split), observations (one
+    ``(N, D)`` tensor per observed node) or, for a model with one observed node, a tensor.  ``importance_samples`` overrides ``eval_spec.importance_samples``;
     ``limit`` evaluates the first ``limit`` examples only.  Batches of
     ``eval_spec.batch_size`` examples, ``eval_spec.chunk_size`` particles at a time.
     A split that is re-sampled every training batch (dynamic binarisation or
@@ -167,18 +169,17 @@ def evaluate_split(
     from tqdm import tqdm
 
 
-    if isinstance(data, torch.Tensor):
-        x_all = data
-    else:  # DataSplits: the split as models are scored on it; any object with the split as attribute
-        x_all = data.fixed(split) if hasattr(data, "fixed") else getattr(data, split)
+    if not isinstance(data, (torch.Tensor, dict)):  # the split as models are scored on it
+        data = data.fixed(split) if hasattr(data, "fixed") else getattr(data, split)
+    x_all = program.observations(data)
     if limit is not None:
-        x_all = x_all[:limit]
-    n = x_all.shape[0]
+        x_all = x_all.rows(slice(0, limit))
+    n = x_all.size
     if n == 0:
         raise ValueError(f"the {split} split is empty")
     K = importance_samples or eval_spec.importance_samples
     device = program_device(program)
-    x_all = place_tensor(x_all, device)  # one copy to the device where it fits, else pinned for async copies
+    x_all = Observations({k: place_tensor(v, device) for k, v in x_all.items()})  # on the device where it fits
     bs = eval_spec.batch_size
     start = time.perf_counter()
 
@@ -190,16 +191,16 @@ def evaluate_split(
     batches = range(0, n, bs)
     with inference_mode(program), tqdm(total=n, desc=f"eval {split}", unit="ex", disable=not progress, leave=False) as bar:
         for i in batches:
-            x = x_all[i : i + bs].to(device, non_blocking=True)
+            x = x_all.rows(slice(i, i + bs)).to(device, non_blocking=True)
             iw.add(iw_log_likelihood(program, x, K, eval_spec.chunk_size)[:, None])
             terms = elbo_terms(program, x, analytic_kl=analytic_kl)
             elbo.add(terms.elbo[:, None])
             rec.add(terms.log_likelihood[:, None])
             for name, value in terms.kl.items():
-                kl[name].add(value.reshape(x.shape[0], -1).sum(-1, keepdim=True))
+                kl[name].add(value.reshape(x.size, -1).sum(-1, keepdim=True))
             for name, mean in posterior_means(program, x, posterior_samples).items():
                 au[name].add(mean)
-            bar.update(x.shape[0])
+            bar.update(x.size)
 
     def stderr(m: _Moments) -> float:
         return math.sqrt(m.variance().item() / m.n)

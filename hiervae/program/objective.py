@@ -42,12 +42,15 @@ class ElboTerms:
         return self.log_likelihood - self.kl_total
 
 
-def elbo_terms(program: Program, x: torch.Tensor, analytic_kl: bool = True) -> ElboTerms:
+def elbo_terms(program: Program, data, analytic_kl: bool = True) -> ElboTerms:
+    """The terms for ``data`` (one tensor per observed node, or a tensor for a model with one):
+    the log-likelihood sums every observed node's."""
+    data = program.observations(data)
     kl_of = program.kl_functions(analytic_kl)
-    guide, model = program.walk(x)
+    guide, model = program.walk(data)
     kl = {name: kl_of[name](guide.dists[name], model.dists[name], guide.values[name]) for name in program.latents}
-    obs = program.observed[0]
-    return ElboTerms(model.dists[obs].log_prob(x), kl)
+    log_likelihood = sum(model.dists[o].log_prob(data[o]) for o in program.observed)
+    return ElboTerms(log_likelihood, kl)
 
 
 def compile_loss(fn: Callable, program: Program, analytic_kl: bool) -> Callable:

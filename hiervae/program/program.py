@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
+from hiervae.data.observations import Observations
 from hiervae.errors import SpecError
 from hiervae.graph.ir import LATENT, TRANSFORM, ModelGraph, ModelNode
 from hiervae.nn.networks.params import cat_context
@@ -79,12 +80,18 @@ class Program(nn.Module):
         return q
 
     # -------------------------------------------------------------- the two walks
-    def run_model(self, x: torch.Tensor, sites: Sites, values: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """p(x, latents) in topological order, each site handled by ``sites``.  ``values``
-        (the guide's, when replaying directly) are known already: transforms among them
-        are not recomputed."""
+    def observations(self, data: torch.Tensor | Mapping[str, torch.Tensor]) -> Observations:
+        """``data`` as one tensor per observed node (a plain tensor for a model with one)."""
+        return Observations.of(data, self.observed)
+
+    def run_model(self, data: torch.Tensor | Mapping[str, torch.Tensor], sites: Sites,
+                  values: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """p(observed, latents) in topological order, each site handled by ``sites``.
+        ``values`` (the guide's, when replaying directly) are known already: transforms
+        among them are not recomputed."""
+        data = self.observations(data)
         values = dict(values or {})
-        with sites.plate(x):
+        with sites.plate(data.size):
             for name, node in self.graph.nodes.items():
                 if node.kind == LATENT:
                     values[name] = sites.sample(name, self.prior(name, values))
@@ -92,42 +99,52 @@ class Program(nn.Module):
                     if name not in values:
                         self.transform(name, values, sites)
                 else:
-                    values[name] = sites.observe(name, self.prior(name, values), x)
+                    values[name] = sites.observe(name, self.prior(name, values), data[name])
         return values
 
-    def run_guide(self, x: torch.Tensor, sites: Sites) -> dict[str, torch.Tensor]:
-        """q(latents | x) in the guide's sampling order, sharing the model's transforms."""
-        values: dict[str, torch.Tensor] = {self.observed[0]: x}
-        with sites.plate(x):
+    def run_guide(self, data: torch.Tensor | Mapping[str, torch.Tensor], sites: Sites) -> dict[str, torch.Tensor]:
+        """q(latents | observed) in the guide's sampling order, sharing the model's transforms."""
+        data = self.observations(data)
+        values: dict[str, torch.Tensor] = dict(data)
+        with sites.plate(data.size):
             for name in self.factors:
                 values[name] = sites.sample(name, self.posterior(name, values, sites))
         return values
 
     # -------------------------------------------------------------- Pyro program
-    def model(self, x: torch.Tensor, beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
-        """p(x, latents): latents scaled by ``beta``, the observation unscaled."""
-        return self.run_model(x, PyroSites(beta, in_guide=False))
+    def model(self, data: torch.Tensor | Mapping[str, torch.Tensor], beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
+        """p(observed, latents): latents scaled by ``beta``, observations unscaled."""
+        return self.run_model(data, PyroSites(beta, in_guide=False))
 
-    def guide(self, x: torch.Tensor, beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
-        """q(latents | x) in the guide's sampling order, sharing the model's transforms."""
-        return self.run_guide(x, PyroSites(beta, in_guide=True))
+    def guide(self, data: torch.Tensor | Mapping[str, torch.Tensor], beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
+        """q(latents | observed) in the guide's sampling order, sharing the model's transforms."""
+        return self.run_guide(data, PyroSites(beta, in_guide=True))
 
     # -------------------------------------------------------------- direct evaluation
-    def walk(self, x: torch.Tensor, particles: int | None = None) -> tuple[DirectSites, DirectSites]:
+    def walk(self, data: torch.Tensor | Mapping[str, torch.Tensor], particles: int | None = None) -> tuple[DirectSites, DirectSites]:
         """The guide's sample and the model on it, without Pyro: ``(guide, model)`` site
         records, each ``name -> distribution`` (``.dists``) at the sampled values (``values``).
 
         The same computation as tracing ``self.guide`` and replaying ``self.model`` on it
         (same noise for the same seed), except that every transform is evaluated once.
-        ``particles``: latents drawn at ``(particles, B)``; ``x`` stays ``(B, D)``, so the
-        networks of ``x`` alone run once.
+        ``particles``: latents drawn at ``(particles, B)``; the data stay ``(B, D)``, so
+        the networks of the data alone run once.
         """
-        shape = x.shape[:-1] if particles is None else torch.Size((particles, *x.shape[:-1]))
+        data = self.observations(data)
+        batch = torch.Size((data.size,))
+        shape = batch if particles is None else torch.Size((particles, *batch))
         guide = DirectSites(shape)
-        guide.values = self.run_guide(x, guide)
+        guide.values = self.run_guide(data, guide)
         model = DirectSites(shape, replay=guide.values)
-        model.values = self.run_model(x, model, guide.values)
+        model.values = self.run_model(data, model, guide.values)
         return guide, model
+
+    def probe_value(self, name: str, n: int, like: torch.Tensor) -> torch.Tensor:
+        """``n`` values an observed node can take (zeros; a class's one-hot for a label)."""
+        value = torch.zeros(n, self.graph.nodes[name].dim, dtype=like.dtype, device=like.device)
+        if self.graph.nodes[name].family == "categorical":
+            value[:, 0] = 1
+        return value
 
     def kl_functions(self, analytic: bool) -> dict[str, KLFunction]:
         """latent -> its KL term function, resolved once per program (and ``analytic``).
@@ -143,7 +160,7 @@ class Program(nn.Module):
 
     def _resolve_kl(self, analytic: bool) -> dict[str, KLFunction]:
         ref = next(iter((*self.parameters(), *self.buffers())), torch.zeros(()))
-        x = torch.zeros(2, self.graph.nodes[self.observed[0]].dim, dtype=ref.dtype, device=ref.device)
+        x = Observations({o: self.probe_value(o, 2, ref) for o in self.observed})
         devices = [ref.device] if ref.device.type == "cuda" else []
         was_training = self.training
         try:
@@ -156,6 +173,4 @@ class Program(nn.Module):
 
 
 def build_program(graph: ModelGraph) -> Program:
-    if len(graph.observed) != 1:
-        raise SpecError(f"the compiler supports one observed node, this model has {len(graph.observed)}", graph.nodes[graph.observed[-1]].location)
     return Program(graph)

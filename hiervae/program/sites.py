@@ -63,8 +63,8 @@ class PyroSites:
     def __init__(self, beta: float | torch.Tensor = 1.0, in_guide: bool = False):
         self.beta, self.in_guide = beta, in_guide
 
-    def plate(self, x: torch.Tensor) -> ContextManager:
-        return pyro.plate(DATA_PLATE, x.shape[-2], dim=-1)
+    def plate(self, size: int) -> ContextManager:
+        return pyro.plate(DATA_PLATE, size, dim=-1)
 
     def sample(self, name: str, fn: Distribution) -> torch.Tensor:
         with poutine.scale(scale=self.beta):
@@ -95,7 +95,7 @@ class DirectSites:
         self.dists: dict[str, Distribution] = {}
         self.values: dict[str, torch.Tensor] = {}  # what the walk returned (set by the caller)
 
-    def plate(self, x: torch.Tensor) -> ContextManager:
+    def plate(self, size: int) -> ContextManager:
         return contextlib.nullcontext()
 
     def sample(self, name: str, fn: Distribution) -> torch.Tensor:

@@ -26,9 +26,9 @@ LINEAR_GAUSSIAN_SPEC = """
 name: linear-gaussian
 model:
   - z: {latent: 2, dist: std_normal}
-  - x: {observed: [3], dist: normal, given: [z], net: {mlp: []}}
+  - x: {observed: [3], dist: normal, given: [z], net: {mlp: []}, options: {scale_map: softplus_elu}}
 guide:
-  - z: {dist: normal, given: [x], net: {mlp: []}}
+  - z: {dist: normal, given: [x], net: {mlp: []}, options: {scale_map: softplus_elu}}
 """
 
 

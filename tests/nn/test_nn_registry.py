@@ -60,7 +60,8 @@ def test_every_transform_builds_from_config_and_conditions(name, context_feature
 
 
 def test_options_are_read_from_the_constructor_and_the_net_is_one_value():
-    assert DiagonalGaussianHead.options() == {"variance_floor": 1e-4, "residual": False}
+    assert DiagonalGaussianHead.options() == {"scale_map": "softplus", "variance_floor": 1e-4, "sigma": "network",
+                                             "residual": False}
     assert StandardNormal.options() == {}
     net = Net.from_written({"mlp": [4], "activation": "relu"})
     module = AffineLowRank.from_config(DIM, 2, {"rank": 2}, net)

@@ -60,7 +60,7 @@ def test_gradients_reach_both_parts():
 def test_gaussian_head_with_residual_nets():
     """loc and scale come from the two residual networks as from the two ParamNets (Table 5/6)."""
     torch.manual_seed(3)
-    head = DiagonalGaussianHead(10, 30, NET, residual=True, evidence=(0, 20)).double()
+    head = DiagonalGaussianHead(10, 30, NET, scale_map="softplus_elu", residual=True, evidence=(0, 20)).double()
     ctx = torch.randn(4, 30, dtype=torch.float64)
     loc, scale = head(ctx)
     loc_net, raw_net = head.nets

@@ -183,12 +183,14 @@ def assert_same_replicas(r0: dict, r1: dict) -> None:
     assert r0["summaries"] == r1["summaries"]
 
 
-def test_replicas_are_identical_and_equal_one_process(tmp_path):
-    """2 epochs (beta rising stepwise from 0 to 0.175, free bits 1 nat active), 8 steps of
-    a global batch of 64 in two shards of 32 (the last of 29): replicas bitwise equal, and
-    equal to one process with batch 64 up to summation order."""
+@pytest.mark.parametrize("free_bits", [1e-6, 100.0])
+def test_replicas_are_identical_and_equal_one_process(tmp_path, free_bits):
+    """2 epochs (beta rising stepwise from 0 to 0.175), 8 steps of a global batch of 64 in
+    two shards of 32 (the last of 29): replicas bitwise equal, and equal to one process with
+    batch 64 up to summation order.  Free bits take both branches of the global-mean rule:
+    no latent is charged its floor (1e-6 nats), every latent is (100 nats)."""
     epochs = 2
-    setup = _setup(SMALL + ["train.free_bits=1.0"])
+    setup = _setup(SMALL + [f"train.free_bits={free_bits}"])
     single, summaries = _train(*setup, None, epochs)  # also warms up what the forked replicas inherit
     rng = torch.get_rng_state()
     r0, r1 = _replicas(tmp_path, epochs, setup)
@@ -198,7 +200,8 @@ def test_replicas_are_identical_and_equal_one_process(tmp_path):
     assert_close_states(r0["program"], single.program.state_dict())
     assert torch.equal(r0["rng"], rng)  # the same noise was drawn, in the same order
     kl = summaries[-1]["kl_per_latent"]
-    assert min(kl.values()) < 1.0  # free bits (1 nat) are in effect: some latent is clamped
+    assert (max(kl.values()) < free_bits) == (free_bits == 100.0)  # which branch the floor took
+    assert (min(kl.values()) > free_bits) == (free_bits == 1e-6)
     for mine, theirs in zip(r0["summaries"], summaries):
         for key in ("train_elbo", "train_loss", "train_kl", "beta", "nonfinite", "steps"):
             assert mine[key] == pytest.approx(theirs[key], rel=1e-6), key

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Sequence
+from typing import Annotated, Literal, Sequence
 
 import pyro.distributions as dist
 import torch
@@ -65,6 +65,7 @@ class ConditionalIAF(Family, ConditionalDistribution, nn.Module):
         net: Net | None = None,
         steps: Annotated[int, Field(ge=0)] = 2,
         hidden: Sequence[Annotated[int, Field(ge=1)]] | None = None,
+        scale_map: Literal["softplus", "exp", "softplus_elu"] = "softplus",
         variance_floor: Annotated[float, Field(ge=0)] = VARIANCE_FLOOR,
     ):
         super().__init__()
@@ -72,7 +73,7 @@ class ConditionalIAF(Family, ConditionalDistribution, nn.Module):
         self.check_build(dim, context_features, net, {"hidden": hidden}, {})
         activation = net.activation
         self.dim, self.context_features = dim, context_features
-        self.base = DiagonalGaussianHead(dim, context_features, net, variance_floor=variance_floor)
+        self.base = DiagonalGaussianHead(dim, context_features, net, scale_map=scale_map, variance_floor=variance_floor)
         order = torch.arange(dim)
         self.steps = nn.ModuleList(
             ConditionalAffineAutoregressive(

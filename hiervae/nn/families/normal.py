@@ -1,20 +1,24 @@
-"""The ``normal`` family: diagonal Gaussian priors, guide factors and likelihoods, with the
-paper's scale map.
+"""The ``normal`` family: diagonal Gaussian priors, guide factors and likelihoods.
 
-Appendix 7, eq. (11): ``sigma^2 = softplus(elu(raw))``.  Large positive ``raw`` is
-left (almost) unchanged; negative ``raw`` is squashed by elu to ``> -1`` and then
-mapped by softplus to a positive value.  The map is bounded below by
-``softplus(-1) ~= 0.3133`` (a standard deviation of at least ~0.56), so on its own it
-never reaches zero.  The extra ``floor``, added to the *variance* (default 1e-4), is
-therefore redundant with this map: it shifts the bound to ``0.3133 + floor``, and is
-configurable so a spec can raise the minimum variance explicitly.  The bijectors
-reuse :func:`softplus_elu` for their diagonal scale.
+A network output ``raw`` becomes a scale through a *scale map* (option ``scale_map``):
+
+* ``softplus`` (the default): ``sigma = softplus(raw)``, any positive value;
+* ``exp``: ``sigma = exp(raw)``;
+* ``softplus_elu``: the paper's map (appendix 7, eq. 11), ``sigma^2 = softplus(elu(raw))``.
+  Negative ``raw`` is squashed by elu to ``> -1``, so this map is bounded below by
+  ``softplus(-1) ~= 0.3133``: **every scale is at least ~0.56**.  The paper's specs say
+  it explicitly; a posterior or a decoder that needs smaller scales cannot have them.
+
+``variance_floor`` (default 1e-4) is added to the variance under every map.  A likelihood's
+scale (option ``sigma``) may also be one learned value per dimension (``learned``) or a
+fixed number, instead of a network of the parents (``network``).  The bijectors reuse
+:func:`softplus_elu` for their diagonal scale, as the paper does.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pyro.distributions as dist
 import torch
@@ -56,6 +60,25 @@ def raw_of_one(floor: float) -> float:
     return math.log(math.expm1(1.0 - floor))
 
 
+SCALE_MAPS = ("softplus", "exp", "softplus_elu")
+
+
+def variance_map(raw: torch.Tensor, scale_map: str, floor: float) -> torch.Tensor:
+    """The variance a network output ``raw`` stands for under ``scale_map`` (see the module)."""
+    if scale_map == "softplus_elu":
+        return softplus_elu(raw) + floor
+    sigma = F.softplus(raw) if scale_map == "softplus" else torch.exp(raw)
+    return sigma.square() + floor
+
+
+def raw_of_unit_scale(scale_map: str, floor: float) -> float:
+    """The raw value that ``scale_map`` (with ``floor``) maps to a variance of exactly 1."""
+    if scale_map == "softplus_elu":
+        return raw_of_one(floor)
+    sigma = math.sqrt(1.0 - floor)
+    return math.log(math.expm1(sigma)) if scale_map == "softplus" else math.log(sigma)
+
+
 def diag_normal(loc: torch.Tensor, scale: torch.Tensor) -> dist.TorchDistribution:
     """``Normal(loc, scale)`` with the last dim as event: one vector-valued latent."""
     return dist.Normal(loc, scale).to_event(1)
@@ -83,7 +106,7 @@ class DiagonalGaussianHead(Family, ConditionalDistribution, nn.Module):
     features, which the compiler fills for guide factors given an observed node.
 
     ``merge: prior`` (Ladder VAE) combines a guide factor with the prior by precision
-    weighting (:meth:`merge`).
+    weighting (:meth:`merge`).  ``scale_map`` and ``sigma``: see the module docstring.
     """
 
     roles = frozenset({"prior", "guide", "likelihood"})
@@ -92,30 +115,42 @@ class DiagonalGaussianHead(Family, ConditionalDistribution, nn.Module):
     merges_with = frozenset({"normal", "std_normal"})
     net_keys = HEAD_KEYS
     net_defaults = Net(layers=(256, 256), activation="relu")
-    doc = "diagonal Gaussian, sigma^2 = softplus(elu(raw)) + floor"
+    doc = "diagonal Gaussian; scale maps softplus (default), exp, softplus_elu (the paper's, sigma >= 0.56)"
 
     @classmethod
     def check_build(cls, dim, context_features, net, options, filled) -> None:
         if options.get("residual") and filled.get("evidence") is None:
             raise ValueError("residual: true needs evidence in the context: use it on a guide factor given an observed node")
+        sigma = options.get("sigma", "network")
+        if not isinstance(sigma, str) and sigma <= 0:
+            raise ValueError(f"sigma must be network, learned or a positive number, got {sigma!r}")
 
     def __init__(
         self,
         dim: int,
         context_features: int,
         net: Net | None = None,
+        scale_map: Literal["softplus", "exp", "softplus_elu"] = "softplus",
         variance_floor: Annotated[float, Field(ge=0)] = VARIANCE_FLOOR,
+        sigma: Literal["network", "learned"] | Annotated[float, Field(gt=0)] = "network",
         residual: bool = False,
         evidence: tuple[int, int] | None = None,
     ):
         super().__init__()
-        self.check_build(dim, context_features, net, {"residual": residual}, {"evidence": evidence})
+        self.check_build(dim, context_features, net, {"residual": residual, "sigma": sigma}, {"evidence": evidence})
         net = self.network(net)
         self.dim = dim
         self.context_features = context_features
-        self.variance_floor = variance_floor
-        loc0, raw0 = torch.zeros(dim), torch.full((dim,), raw_of_one(variance_floor))
-        inits = [loc0, raw0] if net.separate else [torch.cat([loc0, raw0])]
+        self.variance_floor, self.scale_map, self.sigma = variance_floor, scale_map, sigma
+        loc0, raw0 = torch.zeros(dim), torch.full((dim,), raw_of_unit_scale(scale_map, variance_floor))
+        if sigma == "network":
+            inits = [loc0, raw0] if net.separate else [torch.cat([loc0, raw0])]
+        else:
+            inits = [loc0]
+            if sigma == "learned":  # one free raw scale per dimension
+                self.raw_sigma = nn.Parameter(raw0.clone())
+            else:
+                self.register_buffer("fixed_variance", torch.full((dim,), float(sigma) ** 2 + variance_floor))
         if residual:
             hidden_features = max(1, dim // 3)
             nets = [EvidenceResidualNet(context_features, tuple(evidence), init, hidden_features, net) for init in inits]
@@ -124,11 +159,18 @@ class DiagonalGaussianHead(Family, ConditionalDistribution, nn.Module):
         self.nets = nn.ModuleList(nets)
 
     def forward(self, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.sigma != "network":
+            loc = self.nets[0](context)
+            if self.sigma == "learned":
+                variance = variance_map(self.raw_sigma, self.scale_map, self.variance_floor)
+            else:
+                variance = self.fixed_variance
+            return loc, variance.sqrt().expand(loc.shape)
         if len(self.nets) == 2:  # separate networks: no cat/split round trip
             loc, raw = self.nets[0](context), self.nets[1](context)
         else:
             loc, raw = self.nets[0](context).split(self.dim, -1)
-        return loc, scale_from_raw(raw, self.variance_floor)
+        return loc, variance_map(raw, self.scale_map, self.variance_floor).sqrt()
 
     def condition(self, context: torch.Tensor | None = None) -> dist.TorchDistribution:
         return diag_normal(*self(context))
