@@ -104,7 +104,7 @@ def _load_run(args: argparse.Namespace):
     """(run, trained, splits) for ``eval`` / ``sample``; HiervaeError on any user-facing problem."""
     import torch
 
-    from hiervae.data import load_dataset
+    from hiervae.data.loading import load_data
     from hiervae.policy import resolve_device
     from hiervae.run import RunDir
 
@@ -113,10 +113,9 @@ def _load_run(args: argparse.Namespace):
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     trained = run.load_trained(device)
-    data = trained.graph.data
-    splits = load_dataset(data.dataset, data_dir=args.data_dir or data.data_dir, binarize=data.binarize,
-                          validation=data.validation, download=not args.no_download, dequantize=data.dequantize)
-    return run, trained, splits
+    data = load_data(trained.graph, data_dir=args.data_dir, download=not args.no_download)
+    run.warn_if_data_changed(data.source, lambda line: print(line, file=sys.stderr))
+    return run, trained, data
 
 
 @command("eval")
@@ -154,7 +153,8 @@ def run_sample(args: argparse.Namespace) -> int:
     pyro.set_rng_seed(args.seed)
     out = Path(args.out) if args.out else run.path
     try:
-        paths = write_sample_grids(trained.program, splits.test, splits.image_shape, out, n=args.n)
+        paths = write_sample_grids(trained.program, splits.test, splits.image_shape, out, n=args.n,
+                                   node=splits.image_node)
     except ValueError as err:  # observations that are not images of the dataset's shape
         raise HiervaeError(f"{display_path(run.spec)}: {err}") from None
     except OSError as err:

@@ -15,6 +15,8 @@ torn one, so ``fit --resume`` can always continue.
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from typing import Any
 import torch
 
 from hiervae.errors import RunError, display_path
-from hiervae.fileio import atomic_file, stale_temporaries
+from hiervae.fileio import atomic_file, atomic_write_text, stale_temporaries
 from hiervae.graph import load_graph
 from hiervae.policy import select_analytic_kl
 from hiervae.program import build_program
@@ -44,6 +46,7 @@ class RunDir:
     metrics = property(lambda self: self.path / "metrics.jsonl")
     tensorboard = property(lambda self: self.path / "tensorboard")
     plots = property(lambda self: self.path / "plots")
+    data_record = property(lambda self: self.path / "data.json")
 
     def require(self) -> "RunDir":
         """Check that this is a finished-or-running run directory (for eval/sample)."""
@@ -89,6 +92,25 @@ class RunDir:
         if not isinstance(state, dict) or not isinstance(state.get("program"), dict):
             raise RunError(f"{display_path(self.checkpoint)}: not a hiervae checkpoint (no program state)")
         return state
+
+    def record_data(self, source: dict | None) -> None:
+        """Where the data came from (a user's files and their sha256), beside the spec."""
+        if source:
+            atomic_write_text(self.data_record, json.dumps(source, indent=2) + "\n")
+
+    def warn_if_data_changed(self, source: dict | None, warn) -> None:
+        """Say (through ``warn``) when the files a run was trained on have changed since."""
+        try:
+            recorded = json.loads(self.data_record.read_text())
+        except (OSError, ValueError):
+            return
+        if not source or not isinstance(recorded, dict):
+            return
+        changed = [split for split, digest in (source.get("sha256") or {}).items()
+                   if (recorded.get("sha256") or {}).get(split) not in (None, digest)]
+        if changed:
+            warn(f"warning: {', '.join(source['files'][s] for s in changed)} changed since "
+                 f"{display_path(self.path)} was trained (sha256 differs from {display_path(self.data_record)})")
 
     def load_graph(self):
         return load_graph(self.spec)

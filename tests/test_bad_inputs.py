@@ -75,7 +75,7 @@ CORPUS = {
     "merge: prior on an iaf factor": (QUICKSTART.replace("eps(l): {dist: normal, given: [x, z(l-1)]", "eps(l): {dist: iaf, merge: prior, given: [x, z(l-1)]"),
                                       "merge: prior combines the guide's iaf with the prior's normal, and iaf merges with nothing"),
     "two observed nodes": (QUICKSTART.replace("  - x: {observed: [64]", "  - y: {observed: [2], given: [z(L)]}\n  - x: {observed: [64]"),
-                           "one observed node"),
+                           "is bound to no array: set data.arrays."),
     "an unknown activation": (QUICKSTART.replace("activation: tanh,", "activation: tnah,"), "unknown activation 'tnah'"),
     "a residual transform given an input": (SMALL.replace("  - x:", "  - h: {transform: residual, dim: 2, input: z, given: [z]}\n  - x:"),
                                             "transform 'residual' is not bijective and takes no `input`"),

@@ -8,7 +8,8 @@
 Importing this package registers every dataset in :data:`DATASETS` (one module each).
 """
 
-from hiervae.data import binarized_mnist, cifar10, digits, mnist  # noqa: F401  (registers the datasets)
+from hiervae.data import binarized_mnist, cifar10, digits, idx, mnist_variants  # noqa: F401  (registers the datasets)
+from hiervae.data import idx as mnist  # noqa: F401  (MNIST lives in the IDX module)
 from hiervae.data.base import DATASETS, RawData, Source
 from hiervae.data.batches import Batches
 from hiervae.data.datasets import (BINARIZE_MODES, EVAL_SEEDS, DataOptionError, DataSplits, binarize_fixed,

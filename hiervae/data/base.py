@@ -47,6 +47,7 @@ class Source:
     image_shape: tuple[int, ...] | None = None  # (H, W) or (C, H, W), known before loading (None: unknown)
     train_pool: int | None = None  # training examples before validation is carved out (None: unknown)
     fixed_valid: int | None = None  # size of a given validation split (with default_validation None)
+    classes: int | None = None  # the labels' classes (None: no labels)
 
 
 DATASETS: Registry[Source] = Registry("dataset")

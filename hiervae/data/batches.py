@@ -39,12 +39,13 @@ so batches are identical whether or not the data is resident.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from hiervae.data.dequantize import dequantize as dequantize_pixels
+from hiervae.data.observations import Observations
 
 _ORDER, _BERNOULLI, _UNIFORM = 0, 1, 2
 
@@ -62,18 +63,21 @@ def _full_device(device: torch.device) -> torch.device:
 
 
 class Batches:
-    """Iterate over ``data`` (an ``(N, D)`` tensor) in minibatches of ``batch_size``.
+    """Iterate over ``data`` (an ``(N, D)`` tensor, or :class:`Observations`: one tensor per
+    observed node, the same rows of each) in minibatches of ``batch_size``.
 
     ``binarize=True`` makes every batch a fresh Bernoulli sample of its rows (dynamic
-    binarisation; ``data`` must then hold probabilities in [0, 1]).  ``dequantize=True``
-    makes every batch a fresh uniform dequantisation of its rows (``data`` must hold
-    8-bit pixel values ``k / 255``).  Use
-    ``for x in batches.epoch(e)``, or ``set_epoch(e)`` then ``for x in batches``.
+    binarisation; the data must then hold probabilities in [0, 1]).  ``dequantize=True``
+    makes every batch a fresh uniform dequantisation of its rows (the data must hold
+    8-bit pixel values ``k / 255``).  With observations, only the tensors named in
+    ``noisy`` get the noise (an image is binarised, its label is not); the first of them
+    draws exactly the noise a single tensor would.  Use ``for x in batches.epoch(e)``, or
+    ``set_epoch(e)`` then ``for x in batches``.
     """
 
     def __init__(
         self,
-        data: torch.Tensor,
+        data: "torch.Tensor | Observations",
         batch_size: int,
         *,
         seed: int = 0,
@@ -84,7 +88,15 @@ class Batches:
         rank: int = 0,
         world_size: int = 1,
         device: torch.device | str | None = None,
+        noisy: "Sequence[str] | None" = None,
     ):
+        self.observations = isinstance(data, dict)
+        if self.observations:
+            self.tensors = Observations(data)
+            self.noisy = list(noisy if noisy is not None else self.tensors)
+            data = self.tensors.first
+        else:
+            self.tensors, self.noisy = Observations({"": data}), [""]
         if data.dim() < 1 or len(data) == 0:
             raise ValueError(f"Batches needs a non-empty tensor, got shape {tuple(data.shape)}")
         if batch_size < 1 or seed < 0:
@@ -135,17 +147,23 @@ class Batches:
         n, b, w = len(self.data), self.batch_size, self.world_size
         device = self.device
         for k in range(start_batch, len(self)):
-            batch = self.data.index_select(0, idx[k * b : (k + 1) * b])
-            if batch.device != device:  # host-resident data: page-locked, asynchronous copy
-                if batch.device.type == "cpu" and device.type == "cuda" and not batch.is_pinned():
-                    batch = batch.pin_memory()
-                batch = batch.to(device, non_blocking=True)
-            if self.binarize or self.dequantize:
-                size = min(b * w, n - k * b * w)  # the global batch, drawn whole on every rank
-                gen = torch.Generator(device=device)
-                gen.manual_seed(_seed(self.seed, epoch, _BERNOULLI if self.binarize else _UNIFORM, k))
-                noise = torch.rand((size, *batch.shape[1:]), generator=gen, dtype=batch.dtype, device=batch.device)
-                start = self.rank * len(batch)
-                noise = noise[start : start + len(batch)]
-                batch = (noise < batch).to(batch.dtype) if self.binarize else dequantize_pixels(batch, noise)
-            yield batch
+            rows = idx[k * b : (k + 1) * b]
+            out = Observations()
+            for name, tensor in self.tensors.items():
+                batch = tensor.index_select(0, rows)
+                if batch.device != device:  # host-resident data: page-locked, asynchronous copy
+                    if batch.device.type == "cpu" and device.type == "cuda" and not batch.is_pinned():
+                        batch = batch.pin_memory()
+                    batch = batch.to(device, non_blocking=True)
+                if (self.binarize or self.dequantize) and name in self.noisy:
+                    size = min(b * w, n - k * b * w)  # the global batch, drawn whole on every rank
+                    gen = torch.Generator(device=device)
+                    stream = _BERNOULLI if self.binarize else _UNIFORM
+                    j = self.noisy.index(name)  # the first noisy tensor draws what a single tensor would
+                    gen.manual_seed(_seed(self.seed, epoch, stream, k) if j == 0 else _seed(self.seed, epoch, stream, k, j))
+                    noise = torch.rand((size, *batch.shape[1:]), generator=gen, dtype=batch.dtype, device=batch.device)
+                    start = self.rank * len(batch)
+                    noise = noise[start : start + len(batch)]
+                    batch = (noise < batch).to(batch.dtype) if self.binarize else dequantize_pixels(batch, noise)
+                out[name] = batch
+            yield out if self.observations else out[""]

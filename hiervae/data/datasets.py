@@ -57,6 +57,30 @@ class DataSplits:
     train_labels: torch.Tensor | None = None
     valid_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
+    extra: dict[str, dict[str, torch.Tensor]] | None = None  # split -> array name -> tensor (a file's other arrays)
+    primary: str = "images"  # the name of the array held in train/valid/test
+    source: dict | None = None  # where the data came from (files and their sha256), for the run directory
+    pixels: bool = True  # the primary array holds pixel values (a density on them needs dequantisation)
+
+    @property
+    def array_names(self) -> list[str]:
+        names = [self.primary]
+        if self.train_labels is not None:
+            names.append("labels")
+        return names + [n for n in (self.extra or {}).get("train", {}) if n not in names]
+
+    def array(self, split: str, name: str) -> torch.Tensor:
+        """Array ``name`` of ``split``: the primary one, ``labels``, or one of a file's others."""
+        if name == self.primary:
+            return getattr(self, split)
+        if name == "labels" and self.train_labels is not None:
+            return getattr(self, f"{split}_labels")
+        return self.extra[split][name]
+
+    @property
+    def noisy_arrays(self) -> frozenset[str]:
+        """Arrays re-sampled in every training batch (pixels, not labels)."""
+        return frozenset({self.primary}) if self.dynamic or self.dequantized else frozenset()
 
     @property
     def dynamic(self) -> bool:

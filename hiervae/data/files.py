@@ -47,12 +47,16 @@ _urlopen = urllib.request.urlopen
 
 @dataclass(frozen=True)
 class FileSpec:
-    """One published file: its name on disk, checksum, size and download URLs."""
+    """One published file: its name on disk, checksum, size and download URLs.
+
+    The checksum is the file's sha256, or, where only that is published, its md5
+    (``algorithm``); ``size`` may be unknown (0)."""
 
     name: str
-    sha256: str
-    size: int
+    checksum: str
+    size: int = 0
     urls: tuple[str, ...] = ()
+    algorithm: str = "sha256"
 
 
 def cache_dir() -> Path:
@@ -115,23 +119,23 @@ def sha256_of(path: Path) -> str:
 
 
 def checksum_error(dataset: str, path: Path, spec: FileSpec, digest: str) -> DataError:
-    """The one-line error for a file whose sha256 is not the published one."""
+    """The one-line error for a file whose checksum is not the published one."""
     size = path.stat().st_size
-    sizes = f" ({size} bytes, expected {spec.size})" if size != spec.size else ""
+    sizes = f" ({size} bytes, expected {spec.size})" if spec.size and size != spec.size else ""
     return DataError(
-        f"{dataset}: {path} has sha256 {digest[:12]}…, expected {spec.sha256[:12]}…{sizes}; "
+        f"{dataset}: {path} has {spec.algorithm} {digest[:12]}…, expected {spec.checksum[:12]}…{sizes}; "
         f"delete it or point --data-dir at a good copy"
     )
 
 
 def verify(dataset: str, path: Path, spec: FileSpec) -> Path:
-    """Return ``path`` if its sha256 is the published one, else raise DataError."""
+    """Return ``path`` if its checksum is the published one, else raise DataError."""
     try:
-        digest = sha256_of(path)
+        found = digest(path, spec.algorithm)
     except OSError as e:
         raise DataError(f"{dataset}: cannot read {path}: {e.strerror or e}") from None
-    if digest != spec.sha256:
-        raise checksum_error(dataset, path, spec, digest)
+    if found != spec.checksum:
+        raise checksum_error(dataset, path, spec, found)
     return path
 
 
@@ -159,12 +163,12 @@ def _stream_to_temp(url: str, dest_dir: Path, spec: FileSpec) -> tuple[Path, str
     """Copy ``url`` into a temp file in ``dest_dir``; return (temp path, sha256)."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=dest_dir)
     tmp = Path(tmp_name)
-    h, n = hashlib.sha256(), 0
+    h, n = hashlib.new(spec.algorithm), 0
     try:
         with os.fdopen(fd, "wb") as out, _urlopen(url, timeout=_TIMEOUT_S) as response:
             while chunk := response.read(_CHUNK):
                 n += len(chunk)
-                if n > spec.size:
+                if spec.size and n > spec.size:
                     raise ValueError(f"more than the expected {spec.size} bytes")
                 h.update(chunk)
                 out.write(chunk)
@@ -193,12 +197,12 @@ def download(dataset: str, spec: FileSpec) -> Path:
         except (OSError, http.client.HTTPException, ValueError) as e:
             failures.append(f"{url}: {_reason(e)}")
             continue
-        if digest != spec.sha256:
+        if digest != spec.checksum:
             tmp.unlink(missing_ok=True)
-            failures.append(f"{url}: sha256 {digest[:12]}…, expected {spec.sha256[:12]}…")
+            failures.append(f"{url}: {spec.algorithm} {digest[:12]}…, expected {spec.checksum[:12]}…")
             continue
         os.replace(tmp, dest)
-        remember(dest, "sha256", digest)
+        remember(dest, spec.algorithm, digest)
         return dest
     raise DataError(
         f"{dataset}: could not download {spec.name} ({'; '.join(failures) or 'no mirrors'}); "

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from pyro import poutine
 
+from hiervae.data.observations import Observations
 from hiervae.evaluation.iw import inference_mode, program_device
 from hiervae.program.program import Program
 
@@ -30,23 +31,27 @@ def _observation_mean(site) -> torch.Tensor:
         return fn.sample()
 
 
-def sample_means(program: Program, n: int) -> torch.Tensor:
-    """``(n, D)``: E[x | latents] for ``n`` ancestral samples of the latents from the model."""
-    observed = program.observed[0]
-    dim = program.graph.nodes[observed].dim
-    placeholder = torch.zeros(n, dim, device=program_device(program))
+def sample_means(program: Program, n: int, node: str | None = None) -> torch.Tensor:
+    """``(n, D)``: E[node | parents] for ``n`` ancestral samples from the model (``node``:
+    an observed node, the first by default); the other observed nodes it depends on (a
+    label in a conditional model) are drawn from the model too."""
+    node = node or program.observed[0]
+    like = torch.zeros((), device=program_device(program))
+    placeholder = Observations({o: program.probe_value(o, n, like) for o in program.observed})
     with inference_mode(program):
-        trace = poutine.trace(program.model).get_trace(placeholder)
-        return _observation_mean(trace.nodes[observed]).reshape(n, dim)
+        trace = poutine.trace(poutine.uncondition(program.model)).get_trace(placeholder)
+        return _observation_mean(trace.nodes[node]).reshape(n, -1)
 
 
-def reconstruction_means(program: Program, x: torch.Tensor) -> torch.Tensor:
-    """``(B, D)``: E[x | latents] with the latents drawn once from q(latents | x)."""
-    observed = program.observed[0]
+def reconstruction_means(program: Program, x, node: str | None = None) -> torch.Tensor:
+    """``(B, D)``: E[node | latents] with the latents drawn once from q(latents | x)
+    (``x``: a tensor, or one tensor per observed node)."""
+    node = node or program.observed[0]
+    x = program.observations(x)
     with inference_mode(program):
         guide = poutine.trace(program.guide).get_trace(x)
         model = poutine.trace(poutine.replay(program.model, trace=guide)).get_trace(x)
-        return _observation_mean(model.nodes[observed]).reshape(x.shape[0], -1)
+        return _observation_mean(model.nodes[node]).reshape(x.size, -1)
 
 
 def grid(images: np.ndarray, image_shape: tuple[int, int], cols: int, pad: int = 1, pad_value: float = 0.5) -> np.ndarray:
@@ -82,15 +87,20 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def write_sample_grids(program: Program, test: torch.Tensor, image_shape: tuple[int, int], out_dir: str | Path, n: int = 64) -> list[Path]:
-    """``samples.png`` (n model samples) and ``reconstructions.png`` (n test images | reconstruction)."""
+def write_sample_grids(program: Program, test, image_shape: tuple[int, int] | None, out_dir: str | Path, n: int = 64,
+                       node: str | None = None) -> list[Path]:
+    """``samples.png`` (n model samples) and ``reconstructions.png`` (n test images |
+    reconstruction) of the observed ``node`` that holds images (default: the first)."""
+    if image_shape is None or len(image_shape) != 2:
+        raise ValueError("the data are not grey-scale images, so there is no sample grid to draw")
+    node = node or program.observed[0]
     h, w = image_shape
     out_dir = Path(out_dir)
-    samples = sample_means(program, n).cpu().numpy()
+    samples = sample_means(program, n, node).cpu().numpy()
     if samples.shape[1] != h * w:
         raise ValueError(f"observations have {samples.shape[1]} values, images {h}x{w}")
     paths = [save_png(grid(samples, image_shape, max(1, math.ceil(math.sqrt(n)))), out_dir / "samples.png")]
-    x = test[:n].to(program_device(program))
-    recon = reconstruction_means(program, x).cpu().numpy()
-    paths.append(save_png(pair_grid(x.cpu().numpy(), recon, image_shape), out_dir / "reconstructions.png"))
+    x = program.observations(test).rows(slice(0, n)).to(program_device(program))
+    recon = reconstruction_means(program, x, node).cpu().numpy()
+    paths.append(save_png(pair_grid(x[node].cpu().numpy(), recon, image_shape), out_dir / "reconstructions.png"))
     return paths

@@ -18,8 +18,8 @@ from typing import Any
 
 import networkx as nx
 
-from hiervae.data import DataOptionError, Source, resolve_options
 from hiervae.errors import Location, SpecError
+from hiervae.graph.data_check import resolve_data
 from hiervae.graph.dsep import Closure
 from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
 from hiervae.language import FactorDecl, NodeDecl, Spec
@@ -147,7 +147,8 @@ def _node(decl: NodeDecl, declared: set[str], nodes: dict[str, ModelNode], nets:
         raise SpecError(f"{family} has no reparameterised sampler, and hiervae trains latents by pathwise gradients "
                         f"only; use a reparameterisable family", decl.at("dist"))
     shape = _shape(spec.latent if decl.kind == LATENT else spec.observed)
-    return ModelNode(decl.name, decl.kind, shape, family, given, None, decl.net, dict(spec.options), loc)
+    return ModelNode(decl.name, decl.kind, shape, family, given, None, decl.net, dict(spec.options), loc,
+                     continuous=cls.continuous)
 
 
 def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: set[str], sampled: set[str],
@@ -215,41 +216,6 @@ def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: set[str], 
 MAX_NODE_SIZE = 1 << 24  # values per data point of one node (16.7M: a 3 x 2048 x 2048 image fits)
 
 
-NO_DATASET = "none"
-
-
-def resolve_data(spec: Spec) -> tuple[DataSpec, Source | None]:
-    """The data section with the dataset's own defaults where a key is unset, and the
-    dataset's registration; what cannot work is a one-line error at its key.  ``dataset:
-    none`` declares a model without data (checked, rendered and compiled; not trained)."""
-    data = spec.document.data
-    if data.dataset in (None, NO_DATASET):
-        return data.model_copy(update={"dataset": NO_DATASET, "binarize": data.binarize or "none"}), None
-    try:
-        source, binarize, validation = resolve_options(data.dataset, data.binarize, data.validation, data.dequantize)
-    except DataOptionError as err:
-        raise SpecError(str(err), spec.source.at(("data", err.key))) from None
-    return data.model_copy(update={"binarize": binarize, "validation": validation}), source
-
-
-def _check_observations(nodes: dict[str, ModelNode], data: DataSpec, source: Source, spec: Spec) -> None:
-    """The observed node matches the dataset's examples, and a continuous density is not put
-    on pixels that are not dequantised (its likelihood would grow without bound)."""
-    obs = next(n for n in nodes.values() if n.kind == OBSERVED)
-    if source.image_shape is not None:
-        features = math.prod(source.image_shape)
-        if obs.dim != features:
-            shape = "x".join(map(str, source.image_shape))
-            raise SpecError(f"observed node {obs.name!r} has {obs.dim} features but dataset {data.dataset!r} has "
-                            f"{features} per example ({shape} images): set `observed: [{features}]`", obs.location)
-    family = FAMILIES.get(obs.family)
-    if family.continuous and data.dequantize == "none" and source.image_shape is not None:
-        raise SpecError(f"observed node {obs.name!r} has a continuous density ({obs.family}) but dataset "
-                        f"{data.dataset!r} holds {'binary' if data.binarize != 'none' else '8-bit'} pixels: "
-                        f"set data.dequantize: uniform (with binarize: none), or use a discrete likelihood",
-                        obs.location)
-
-
 def build_graph(spec: Spec) -> ModelGraph:
     declared = {d.name for d in spec.nodes}
     nets = NetChecks()
@@ -289,10 +255,6 @@ def build_graph(spec: Spec) -> ModelGraph:
         if node.dim > MAX_NODE_SIZE:
             raise SpecError(f"{node.name!r} has {node.dim} values per data point; at most {MAX_NODE_SIZE} are supported",
                             node.location)
-    if len([n for n in nodes.values() if n.kind == OBSERVED]) > 1:
-        extra = [n for n in nodes.values() if n.kind == OBSERVED][1]
-        raise SpecError(f"the compiler supports one observed node, this model has several ({extra.name!r} is the second)",
-                        extra.location)
     graph = ModelGraph(spec.name, nodes, (), spec.document.data, spec.document.train, spec.document.eval, spec.source.file)
     available = Closure(graph.dag, invert=False)  # what the guide can compute so far
     available.add(n for n, v in nodes.items() if v.kind == OBSERVED)
@@ -306,7 +268,5 @@ def build_graph(spec: Spec) -> ModelGraph:
     missing = [n for n, v in nodes.items() if v.kind == LATENT and n not in sampled]
     if missing:
         raise SpecError(f"no guide factor for latent {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""), spec.source.at(("guide",)))
-    data, source = resolve_data(spec)
-    if source is not None:
-        _check_observations(nodes, data, source, spec)
+    data = resolve_data(spec, nodes)
     return ModelGraph(spec.name, nodes, tuple(factors), data, graph.train, graph.eval, graph.source)

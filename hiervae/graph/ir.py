@@ -41,6 +41,7 @@ class ModelNode:
     options: dict[str, Any] = field(default_factory=dict)
     location: Location = Location()
     applied_to: str | None = None  # transforms: the node whose value the transform maps
+    continuous: bool = False  # a density over real values (its family's, for data checks)
 
     @property
     def dim(self) -> int:

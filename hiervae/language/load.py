@@ -78,9 +78,17 @@ class Spec:
     def name(self) -> str:
         return self.document.name
 
-    def resolved_yaml(self) -> str:
-        """The spec as it was used (overrides applied), for saving in a run directory."""
-        return yaml.safe_dump(self.data, sort_keys=False)
+    def resolved_yaml(self, data_section: dict[str, Any] | None = None) -> str:
+        """The spec as it was used (overrides applied), for saving in a run directory;
+        ``data_section`` replaces its ``data:`` (a user's file paths made absolute)."""
+        doc = self.data if data_section is None else {**self.data, "data": data_section}
+        return yaml.safe_dump(doc, sort_keys=False)
+
+    @property
+    def directory(self) -> Path | None:
+        """The directory of the spec's file (relative data paths start there); None for text."""
+        file = self.source.file
+        return None if not file or file.startswith("<") else Path(file).parent
 
 
 # ------------------------------------------------------------------ overrides

@@ -112,8 +112,19 @@ class LoopSpec(_Strict):
 
 # ---------------------------------------------------------------- data / train / eval
 class DataSpec(_Strict):
-    dataset: str | None = Field(None, description="mnist | binarized_mnist | digits | cifar10; unset or none: a model "
-                                                  "without data (checked, rendered and compiled, not trained)")
+    dataset: str | None = Field(None, description="mnist | fashion_mnist | kmnist | binarized_mnist | digits | cifar10 | "
+                                                  "idx (a directory of MNIST-format files, data_dir) | a .npz/.npy/.pt file "
+                                                  "| files (one file per split); unset or none: a model without data "
+                                                  "(checked, rendered and compiled, not trained)")
+    arrays: dict[str, str] | None = Field(None, description="observed node -> the dataset's array it is (images, labels, "
+                                                            "or a file's array names); unset: the first observed node is "
+                                                            "the first array")
+    files: dict[Literal["train", "valid", "test"], str] | None = Field(
+        None, description="dataset: files: one file per split (paths relative to the spec)")
+    test: StrictInt | None = Field(None, ge=0, description="a user's single file: examples at its end held out as the "
+                                                           "test split (unset: a tenth)")
+    checksum: Literal["none"] | None = Field(None, description="dataset: idx: `none` says the files are the user's own "
+                                                               "and have no published checksum")
     binarize: Literal["dynamic", "static", "none"] | None = Field(
         None, description="dynamic | static | none; unset: the dataset's own (mnist, digits: dynamic; binarized_mnist: "
                           "static; cifar10: none)")

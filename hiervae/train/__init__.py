@@ -12,7 +12,7 @@ resume), :mod:`~hiervae.train.collectives` (one replica of several processes),
 :mod:`~hiervae.train.optim`, :mod:`~hiervae.train.metrics`, :mod:`~hiervae.train.plots`.
 """
 
-from hiervae.train.fit import FitResult, check_data_matches, fit
+from hiervae.train.fit import FitResult, fit
 from hiervae.train.optim import make_optimizer
 from hiervae.train.schedules import (
     BETA_SCHEDULES,
@@ -31,7 +31,7 @@ from hiervae.train.schedules import (
 from hiervae.train.trainer import Trainer, TrainState
 
 __all__ = [
-    "fit", "FitResult", "Trainer", "TrainState", "check_data_matches", "make_optimizer", "BETA_SCHEDULES",
+    "fit", "FitResult", "Trainer", "TrainState", "make_optimizer", "BETA_SCHEDULES",
     "LR_SCHEDULES", "BetaPlan", "BetaSchedule", "ConstantBeta", "ConstantLR", "CosineLR", "GeometricWarmup",
     "LinearWarmup", "LRSchedule", "beta_schedule", "lr_schedule",
 ]

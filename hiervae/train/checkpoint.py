@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import yaml
 
+from hiervae.data import own
+
 from hiervae.errors import RunError, display_path
 from hiervae.fileio import atomic_write_text
 from hiervae.language import Spec
@@ -89,6 +91,11 @@ def _without(data: Any, keys: Iterable[tuple[str, ...]]) -> Any:
     return data
 
 
+def _resolved(spec: Spec) -> str:
+    """The spec the run directory keeps: overrides applied, a user's data files by absolute path."""
+    return spec.resolved_yaml(own.anchored(spec.data.get("data") or {}, spec.directory))
+
+
 def prepare_run(run: RunDir, spec: Spec, resume: bool, log: Callable[[str], None]) -> dict[str, Any] | None:
     """Check the run directory; returns the checkpoint to resume from, or None (fresh).
     Any file system problem (a path under a file, a link loop, a read-only or full disk) is
@@ -116,7 +123,7 @@ def _prepare_run(run: RunDir, spec: Spec, resume: bool, log: Callable[[str], Non
             saved = yaml.safe_load(run.spec.read_text())
         except (OSError, yaml.YAMLError) as err:
             raise RunError(f"{display_path(run.spec)}: unreadable ({err.__class__.__name__})") from None
-        current = yaml.safe_load(spec.resolved_yaml())
+        current = yaml.safe_load(_resolved(spec))
         diff = _first_difference(_without(saved, RESUME_MAY_CHANGE), _without(current, RESUME_MAY_CHANGE))
         if diff is not None:
             key = ".".join(str(p) for p in diff[0]) or "(document)"
@@ -124,13 +131,13 @@ def _prepare_run(run: RunDir, spec: Spec, resume: bool, log: Callable[[str], Non
                            f"({diff[1]!r} in the run, {diff[2]!r} now); resume with the same spec and --set, or use --out DIR for a new run")
         state = run.load_checkpoint(map_location="cpu")
         if saved != current:  # only train.epochs / data.data_dir changed: the spec on disk follows
-            atomic_write_text(run.spec, spec.resolved_yaml())
+            atomic_write_text(run.spec, _resolved(spec))
         return state
     if resume:
         log(f"{shown}: no checkpoint to resume, starting a new run")
     run.path.mkdir(parents=True, exist_ok=True)
     run.remove_stale_temporaries()
-    atomic_write_text(run.spec, spec.resolved_yaml())
+    atomic_write_text(run.spec, _resolved(spec))
     MetricsLog(run.metrics).clear()
     TensorBoard.clear(run.tensorboard)
     return None

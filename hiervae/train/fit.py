@@ -25,15 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import pyro
 import torch
 
 import hiervae.train.plots as plots
-from hiervae.data import DataSplits, load_dataset
+from hiervae.data.loading import load_data
 from hiervae.errors import RunError, SpecError, display_path
 from hiervae.graph import ModelGraph, build_graph
-from hiervae.graph.build import NO_DATASET
+from hiervae.graph.data_check import NO_DATASET
 from hiervae.language import Spec, load_spec
 from hiervae.policy import resolve_device, select_analytic_kl
 from hiervae.program import build_program
@@ -44,21 +43,6 @@ from hiervae.train.metrics import MetricsLog, TensorBoard, epoch_line, epoch_rec
 from hiervae.train.trainer import NonFiniteStop, Trainer
 
 PLOT_EVERY_S = 30.0  # plots are refreshed at most this often (and at the end)
-
-
-def check_data_matches(graph: ModelGraph, splits: DataSplits) -> None:
-    obs = graph.nodes[graph.observed[0]]
-    features = int(np.prod(splits.event_shape))
-    if obs.dim != features:
-        h, w = splits.image_shape
-        raise SpecError(
-            f"observed node {obs.name!r} has {obs.dim} features but dataset {splits.name!r} has {features} "
-            f"per example ({h}x{w} images): set `observed: [{features}]`", obs.location)
-    if obs.options.get("logit_alpha") is not None and not splits.dequantized:
-        # logit(alpha + (1 - alpha) v) is infinite at v = 1 (a white pixel), and a density
-        # fitted to pixels on a grid is unbounded: the flow needs dequantised values
-        raise SpecError(f"observed node {obs.name!r} models dequantised pixels (logit_alpha) but the data are not "
-                        f"dequantised: set data.dequantize: uniform", obs.location)
 
 
 @dataclass
@@ -154,13 +138,10 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
 
     if world is not None and world.local_rank != 0:
         world.barrier()  # local rank 0 downloads (if it must) while the others wait
-    splits = load_dataset(graph.data.dataset, data_dir=data_dir if data_dir is not None else graph.data.data_dir,
-                          binarize=graph.data.binarize, validation=graph.data.validation, download=download,
-                          dequantize=graph.data.dequantize)
+    data = load_data(graph, data_dir=data_dir, download=download)
     if world is not None and world.local_rank == 0:
         world.barrier()
-    check_data_matches(graph, splits)
-    splits = splits.place(dev)  # on the device when it fits, else pinned host memory
+    data = data.place(dev)  # on the device when it fits, else pinned host memory
 
     pyro.set_rng_seed(train.seed)
     try:
@@ -172,14 +153,17 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
                        f"{(str(err).splitlines() or [''])[0][:120]}); make it smaller") from None
     if world is not None:
         program = world.prepare(program)
-    trainer = Trainer(program, graph, splits, device=dev, analytic_kl=analytic_kl, world=world)
+    trainer = Trainer(program, graph, data, device=dev, analytic_kl=analytic_kl, world=world)
     if world is None:
         resume_state = prepare_run(run, spec, resume, log)  # touches the run directory only now
+        with _writing(run):
+            run.record_data(data.source)
     else:  # rank 0 checks the run directory, every rank gets its verdict and checkpoint
         outcome: tuple[str, Any] = ("ok", None)
         if main:
             try:
                 outcome = ("ok", prepare_run(run, spec, resume, log))
+                run.record_data(data.source)
             except RunError as err:
                 outcome = ("error", str(err))
         outcome = world.broadcast(outcome)

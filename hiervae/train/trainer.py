@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from hiervae.data import Batches, DataSplits
+from hiervae.data.binding import BoundData, bind
+from hiervae.data.observations import Observations
 from hiervae.data.dequantize import bits_per_dim
 from hiervae.errors import RunError
 from hiervae.graph import ModelGraph
@@ -70,9 +72,11 @@ class TrainState:
 class Trainer:
     """The training loop of one program on one device (the spec's ``train:`` section)."""
 
-    def __init__(self, program: Program, graph: ModelGraph, splits: DataSplits, *, device: torch.device,
+    def __init__(self, program: Program, graph: ModelGraph, data: BoundData | DataSplits, *, device: torch.device,
                  analytic_kl: bool, optimizer: torch.optim.Optimizer | None = None, world: World | None = None):
-        self.program, self.graph, self.splits, self.device = program, graph, splits, device
+        if isinstance(data, DataSplits):  # a dataset's splits: bound to the one observed node
+            data = bind(data, graph)
+        self.program, self.graph, self.data, self.device = program, graph, data, device
         self.world = world
         self.train_spec = graph.train
         self.analytic_kl = analytic_kl
@@ -85,12 +89,12 @@ class Trainer:
         self.betas: BetaPlan = beta_schedule(self.train_spec)
         self.lrs: LRSchedule = lr_schedule(self.train_spec)
         bs = self.train_spec.batch_size
-        n = len(splits.train)
+        n = data.train.size
         w = world.size if world is not None else 1
         if bs % w:
             raise RunError(f"train.batch_size {bs} is the global batch and must be divisible by the {w} processes")
-        self.batches = Batches(splits.train, bs // w, seed=self.train_spec.seed, binarize=splits.dynamic,
-                               dequantize=splits.dequantized,
+        self.batches = Batches(data.train, bs // w, seed=self.train_spec.seed, binarize=data.dynamic,
+                               dequantize=data.dequantized, noisy=data.noisy,
                                rank=world.rank if world is not None else 0, world_size=w, device=device,
                                drop_last=n > bs and (n % bs) // w == 1)  # a batch of one breaks batch norm
         self.beta = torch.zeros((), device=device)
@@ -104,19 +108,19 @@ class Trainer:
         self.compile_seconds: float | None = None  # first compiled step (compilation included)
 
     # ------------------------------------------------------------ one step
-    def _objective(self, x: torch.Tensor, beta: torch.Tensor):
+    def _objective(self, x: Observations, beta: torch.Tensor):
         """(loss per example, sum of log-likelihoods, per-latent sums of KL)."""
         if self.world is None:
             terms = elbo_terms(self.program, x, self.analytic_kl)
-            value = loss(terms, beta, self.free_bits) / x.shape[0]
+            value = loss(terms, beta, self.free_bits) / x.size
         else:
             with self.world.sharded_noise():
                 terms = elbo_terms(self.program, x, self.analytic_kl)
-            value = self.world.loss(terms, beta, self.free_bits) / x.shape[0]
+            value = self.world.loss(terms, beta, self.free_bits) / x.size
         kl = torch.stack([k.detach().sum() for k in terms.kl.values()]) if terms.kl else terms.log_likelihood.new_zeros(0)
         return value, terms.log_likelihood.detach().sum(), kl
 
-    def train_step(self, x: torch.Tensor, stats: EpochStats) -> None:
+    def train_step(self, x: Observations, stats: EpochStats) -> None:
         first_compiled = self.train_spec.compile and self.compile_seconds is None
         started = time.perf_counter() if first_compiled else 0.0
         saved = [b.clone() for b in self.statistics]
@@ -129,7 +133,7 @@ class Trainer:
         step_unless(self.optimizer, ok)
         for buffer, before in zip(self.statistics, saved):  # a skipped step leaves them as they were (no sync)
             buffer.copy_(torch.where(ok, buffer, before))
-        stats.add(value.detach() * x.shape[0], ll, kl, x.shape[0], ok)
+        stats.add(value.detach() * x.size, ll, kl, x.size, ok)
         self._streak = torch.where(ok, torch.zeros_like(self._streak), self._streak + 1)
         self._worst = torch.maximum(self._worst, self._streak)
         self.state.step += 1
@@ -180,10 +184,11 @@ class Trainer:
         return {"beta": beta, "lr": lr, "phase": self.betas.phase(epoch), "steps": stats.steps, **summary}
 
     @torch.no_grad()
-    def validate(self, data: torch.Tensor | None = None, batch_size: int = VALID_BATCH) -> dict[str, Any]:
+    def validate(self, data: "Observations | torch.Tensor | None" = None, batch_size: int = VALID_BATCH) -> dict[str, Any]:
         """ELBO and per-latent KL on the fixed validation split, eval mode, fixed noise."""
-        data = self.splits.valid if data is None else data
-        if len(data) == 0:
+        data = self.program.observations(self.data.valid if data is None else data)
+        n = data.size
+        if n == 0:
             return {}
         was_training = self.program.training
         self.program.eval()
@@ -193,7 +198,7 @@ class Trainer:
         try:
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(self.train_spec.seed + VALID_SEED_OFFSET)
-                for chunk in data.split(batch_size):
+                for chunk in data.chunks(batch_size):
                     chunk = chunk.to(self.device, non_blocking=True)  # host-resident data (DataSplits.place)
                     terms = elbo_terms(self.program, chunk, self.analytic_kl)
                     ll_sum += terms.log_likelihood.double().sum()
@@ -201,7 +206,7 @@ class Trainer:
                         kl_sum += torch.stack([k.double().sum() for k in terms.kl.values()])
         finally:
             self.program.train(was_training)
-        values = torch.cat([ll_sum[None], kl_sum]).div(len(data)).tolist()
+        values = torch.cat([ll_sum[None], kl_sum]).div(n).tolist()
         ll, kl = values[0], values[1:]
         out = {
             "valid_elbo": ll - sum(kl),

@@ -82,7 +82,7 @@ def test_verify_rejects_a_wrong_checksum(tmp_path, one_line):
     with pytest.raises(DataError) as err:
         files.verify("ds", path, SPEC)
     msg = one_line(err)
-    assert str(path) in msg and f"expected {SPEC.sha256[:12]}" in msg and "bytes" not in msg
+    assert str(path) in msg and f"expected {SPEC.checksum[:12]}" in msg and "bytes" not in msg
     assert files.verify("ds", _put(tmp_path / "good", PAYLOAD), SPEC) == tmp_path / "good"
 
 

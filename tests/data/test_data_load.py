@@ -29,7 +29,7 @@ def dynamic(shared_data):
 
 
 def test_registry_names():
-    assert DATASETS.names() == ["binarized_mnist", "cifar10", "digits", "mnist"]
+    assert DATASETS.names() == ["binarized_mnist", "cifar10", "digits", "fashion_mnist", "idx", "kmnist", "mnist"]
 
 
 def test_mnist_default_is_dynamic_with_the_standard_split(dynamic, raw):
@@ -105,7 +105,7 @@ def test_unknown_dataset(one_line):
     with pytest.raises(DataError) as err:
         load_dataset("cifar")
     msg = one_line(err)
-    assert "'cifar'" in msg and "binarized_mnist, cifar10, digits, mnist" in msg
+    assert "'cifar'" in msg and "binarized_mnist, cifar10, digits, fashion_mnist, idx, kmnist, mnist" in msg
 
 
 @pytest.mark.parametrize("binarize", ["Dynamic", "yes", ""])

@@ -18,6 +18,8 @@ from pathlib import Path
 import pyro
 import pytest
 import torch
+
+from hiervae.data.observations import Observations
 import torch.multiprocessing as mp
 
 from hiervae import cli
@@ -148,7 +150,8 @@ def _replica(rank: int, world_size: int, out: str, epochs: int, setup, nan_step:
         step = Trainer.train_step
 
         def poisoned(self, x, stats):
-            return step(self, x * float("nan") if self.state.step == nan_step else x, stats)
+            poison = self.state.step == nan_step
+            return step(self, Observations({k: v * float("nan") for k, v in x.items()}) if poison else x, stats)
 
         Trainer.train_step = poisoned
     world = D.World.from_env("cpu")

@@ -22,7 +22,7 @@ from hiervae.data.dequantize import bits_per_dim
 from hiervae.language import parse_spec
 from hiervae.policy import select_analytic_kl
 from hiervae.train import Trainer, fit
-from hiervae.train import check_data_matches
+from hiervae.data.binding import bind
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 
@@ -40,7 +40,7 @@ def splits_of(flows, n_train=96, n_valid=32) -> DataSplits:
 def trainer_for(text, flows, overrides=()):
     graph = build_graph(parse_spec(text, overrides=overrides))
     splits = splits_of(flows)
-    check_data_matches(graph, splits)
+    bind(splits, graph)
     pyro.set_rng_seed(0)
     program = build_program(graph)
     return Trainer(program, graph, splits, device=torch.device("cpu"), analytic_kl=select_analytic_kl(graph))
@@ -113,7 +113,7 @@ def test_logit_space_flow_on_undequantised_data_is_refused(flows, one_line):
     graph = build_graph(parse_spec(flows.maf, file="t.yaml"))
     t = flows.pixels(4)
     with pytest.raises(SpecError) as err:
-        check_data_matches(graph, DataSplits("tiny", t, t, t, (6,), (2, 3), "none"))
+        bind(DataSplits("tiny", t, t, t, (6,), (2, 3), "none"), graph)
     assert "set data.dequantize: uniform" in one_line(err) and one_line(err).startswith("t.yaml:")
 
 
