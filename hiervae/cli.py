@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="draw the generative and inference graphs side by side (graphviz)")
     _add_spec_args(p)
-    p.add_argument("-o", "--out", default="render", help="output directory (default: ./render)")
+    p.add_argument("-o", "--out", default="render", help="output directory (default: ./render), or a file: graph.svg, graph.png, graph.pdf")
     p.add_argument("--format", choices=("svg", "png", "pdf"), default="svg")
     p.add_argument("--check", action="store_true", help="mark failing guide factors and their open paths in red")
     p.add_argument("--dot", action="store_true", help="write the DOT source only (no graphviz binary needed)")

@@ -51,7 +51,12 @@ def run_render(args: argparse.Namespace) -> int:
 
     graph = load_graph(args.spec, args.overrides)
     report = check(graph, max_suggestions=0) if args.check else None
-    paths = write(graph, Path(args.out), formats=(args.format,), report=report, dot_only=args.dot)
+    out, fmt, name = Path(args.out), args.format, None
+    if out.suffix.lstrip(".") in ("svg", "png", "pdf", "gv"):  # -o graph.png: that file (and graph.gv beside it)
+        out, name = out.parent, out.stem
+        fmt = args.format if out.suffix == ".gv" else Path(args.out).suffix.lstrip(".")
+    paths = write(graph, out, formats=(fmt,), report=report, dot_only=args.dot or Path(args.out).suffix == ".gv",
+                  name=name)
     for path in paths:
         print(path)
     return 0

@@ -33,6 +33,6 @@ def load_raw(data_dir: str | Path | None = None, download: bool = True) -> RawDa
 
 DATASETS.register(NAME)(
     Source(load_raw, default_binarize="dynamic", default_validation=200,
-           image_shape=(8, 8), train_pool=1597,
+           image_shape=(8, 8), train_pool=1597, classes=10,
            description="scikit-learn's 1797 8x8 digits (1397/200/200), offline, intensities in [0, 1]")
 )

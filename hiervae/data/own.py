@@ -61,7 +61,13 @@ def _npz_headers(path: Path) -> dict[str, ArrayInfo]:
                 continue
             with z.open(member) as f:
                 version = np.lib.format.read_magic(f)
-                shape, _, dtype = np.lib.format._read_array_header(f, version)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                else:  # a newer header: read the array itself
+                    a = np.lib.format.read_array(z.open(member), allow_pickle=False)
+                    shape, dtype = a.shape, a.dtype
             out[member[:-4]] = _info(shape, dtype, path, member[:-4])
     return out
 

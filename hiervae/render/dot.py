@@ -307,9 +307,10 @@ def render_dot(graph: ModelGraph, report: Report | None = None) -> graphviz.Digr
 
 
 def write(graph: ModelGraph, out_dir: str | Path, formats: Sequence[str] = ("svg",), report: Report | None = None,
-          dot_only: bool = False) -> list[Path]:
+          dot_only: bool = False, name: str | None = None) -> list[Path]:
     """Write ``<name>.gv`` (always; needs no binary) and, unless ``dot_only``, one
-    ``<name>.<fmt>`` per format through the graphviz ``dot`` binary."""
+    ``<name>.<fmt>`` per format through the graphviz ``dot`` binary (``name``: the spec's)."""
+    name = name or graph.name
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise HiervaeError(f"render: unknown format {bad[0]!r}; use one of {', '.join(FORMATS)}")
@@ -318,7 +319,7 @@ def write(graph: ModelGraph, out_dir: str | Path, formats: Sequence[str] = ("svg
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     source = render_dot(graph, report).source
-    gv = out / f"{graph.name}.gv"
+    gv = out / f"{name}.gv"
     gv.write_text(source, encoding="utf-8")
     paths = [gv]
     for fmt in () if dot_only else formats:
@@ -329,7 +330,7 @@ def write(graph: ModelGraph, out_dir: str | Path, formats: Sequence[str] = ("svg
         except graphviz.CalledProcessError as err:
             detail = (err.stderr or b"").decode(errors="replace").strip().splitlines()
             raise HiervaeError(f"graphviz `dot` failed on {gv}: {detail[-1] if detail else err}") from None
-        target = out / f"{graph.name}.{fmt}"
+        target = out / f"{name}.{fmt}"
         target.write_bytes(data)
         paths.append(target)
     return paths
