@@ -21,13 +21,15 @@ import networkx as nx
 from hiervae.errors import Location, SpecError
 from hiervae.graph.data_check import resolve_data
 from hiervae.graph.dsep import Closure
-from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
-from hiervae.language import FactorDecl, NodeDecl, Spec
+from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM, GuideFactor, GuideFeature, ModelGraph, ModelNode
+from hiervae.language import FactorDecl, FeatureDecl, NodeDecl, Spec
+from hiervae.language.load import FEATURE
 from hiervae.language.net import Net
 from hiervae.language.schema import DataSpec
 from hiervae.language.net import BASE
 from hiervae.nn import ACTIVATIONS, FAMILIES, NETWORKS, TRANSFORMS
 from hiervae.nn.registry import ENCODER_KEYS, Configurable, unused_net_keys
+from hiervae.nn.transforms.feature import FEATURE_NET_KEYS
 
 _ROLE = {LATENT: "prior", OBSERVED: "likelihood"}
 
@@ -44,6 +46,17 @@ class NetChecks:
     def __init__(self) -> None:
         self.unread: dict[tuple[str, str], tuple[Location, str]] = {}  # (template, key) -> where, why
         self.read: set[tuple[str, str]] = set()
+        self.shared: dict[str, tuple[tuple[int, ...], int | None, str]] = {}  # template -> in, out, first use
+
+    def shared_use(self, net: Net | None, in_shape: tuple[int, ...], out: int | None, what: str, where: Location) -> None:
+        """Every use of a shared network maps the same input shape to the same output size
+        (it is one module)."""
+        if net is None or net.shared is None:
+            return
+        first = self.shared.setdefault(net.shared, (in_shape, out, what))
+        if first[:2] != (in_shape, out):
+            raise SpecError(f"shared network {net.shared!r} is one module: {first[2]} gives it input {list(first[0])} "
+                            f"and {first[1]} outputs, {what} input {list(in_shape)} and {out} outputs", where)
 
     def check(self, net: Net | None, reads: frozenset[str], kinds: frozenset[str], what: str, where: Location) -> None:
         """A one-line error for a network kind the consumer cannot use, a key of another
@@ -79,6 +92,10 @@ class NetChecks:
             raise SpecError(f"{name}: {err}", decl.at("options", key) if key else decl.at("options")) from None
         if net is not None and "net" not in inspect.signature(cls).parameters:
             raise SpecError(f"{name} has no network (no parameters to compute): remove `net`", decl.at("net"))
+        if net is not None and net.shared is not None and name != FEATURE:
+            raise SpecError(f"shared network {net.shared!r}: a {name} builds its output heads per node, so its network "
+                            f"cannot be one shared module; share encoders and feature nodes' networks (or drop "
+                            f"shared: true from the template)", decl.at("net"))
         self.check(net, cls.net_keys, cls.net_kinds, name, decl.at("net"))
 
 
@@ -151,8 +168,38 @@ def _node(decl: NodeDecl, declared: set[str], nodes: dict[str, ModelNode], nets:
                      continuous=cls.continuous)
 
 
+def _in_shape(given: tuple[str, ...], shape_of) -> tuple[int, ...]:
+    """A network's input: the one input's shape, or the concatenated flat features of several."""
+    return shape_of(given[0]) if len(given) == 1 else (sum(math.prod(shape_of(g)) for g in given),)
+
+
+def _feature(decl: FeatureDecl, nodes: dict[str, ModelNode], available: set[str], features: dict[str, GuideFeature],
+             nets: NetChecks) -> GuideFeature:
+    if decl.name in nodes or decl.name in features:
+        raise SpecError(f"guide feature {decl.name!r} has the name of a {'model node' if decl.name in nodes else 'guide feature'}",
+                        decl.location)
+    given = _resolve_given(decl, set(nodes) | set(features))
+    if not given:
+        raise SpecError(f"guide feature {decl.name!r} needs given (what it is computed from)", decl.location)
+    for g in given:
+        if g not in available and g not in features:
+            raise SpecError(f"{g!r} is not computable before {decl.name!r} (guide order: sample what it depends on first)",
+                            decl.at("given"))
+    kind = TRANSFORMS.get(FEATURE)
+    nets.check(decl.net, FEATURE_NET_KEYS, frozenset({"mlp", "resnet"}), f"feature {decl.name}", decl.at("net"))
+    net = kind.network(decl.net)
+    shape_of = lambda g: nodes[g].shape if g in nodes else features[g].shape  # noqa: E731
+    in_shape = _in_shape(given, shape_of)
+    try:
+        NETWORKS.get(net.kind).out_features(net, in_shape, (decl.spec.feature,))
+    except ValueError as err:
+        raise SpecError(f"feature {decl.name}: {err}", decl.at("net")) from None
+    nets.shared_use(net, in_shape, decl.spec.feature, f"feature {decl.name}", decl.at("net"))
+    return GuideFeature(decl.name, decl.spec.feature, given, decl.net, decl.location)
+
+
 def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: set[str], sampled: set[str],
-            nets: NetChecks) -> GuideFactor:
+            nets: NetChecks, features: dict[str, GuideFeature]) -> GuideFactor:
     loc = decl.location
     if decl.latent not in nodes:
         raise SpecError(f"guide factor for {decl.latent!r}, which the model does not declare", loc)
@@ -168,11 +215,12 @@ def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: set[str], 
     if not cls.reparameterized:
         raise SpecError(f"{spec.dist} has no reparameterised sampler, and hiervae trains latents by pathwise "
                         f"gradients only; use a reparameterisable family", decl.at("dist"))
-    given = _resolve_given(decl, set(nodes))
+    given = _resolve_given(decl, set(nodes) | set(features))
+    shape_of = lambda g: nodes[g].shape if g in nodes else features[g].shape  # noqa: E731
     for g in given:
         if g == decl.latent:
             raise SpecError(f"factor {decl.latent!r} cannot be conditioned on itself", decl.at("given"))
-        if g not in available:
+        if g not in available and g not in features:
             raise SpecError(
                 f"{g!r} is not computable before {decl.latent!r} is sampled (guide order: sample what it depends on first)",
                 decl.at("given"),
@@ -199,12 +247,14 @@ def _factor(decl: FactorDecl, nodes: dict[str, ModelNode], available: set[str], 
             net = encoders[g].over(BASE)
             key = decl.encoder_keys.get(g, g)
             try:
-                sizes.append(NETWORKS.get(net.kind).out_features(net, nodes[g].shape, None if net.out is None else (net.out,)))
+                sizes.append(NETWORKS.get(net.kind).out_features(net, shape_of(g), None if net.out is None else (net.out,)))
             except ValueError as err:
                 raise SpecError(f"encoder of {g}: {err}", decl.at("encoders", key)) from None
+            nets.shared_use(net, shape_of(g), sizes[-1], f"the encoder of {g} in factor {decl.latent}",
+                            decl.at("encoders", key))
         else:
-            sizes.append(nodes[g].dim)
-        if nodes[g].kind == OBSERVED and evidence is None:
+            sizes.append(math.prod(shape_of(g)))
+        if g in nodes and nodes[g].kind == OBSERVED and evidence is None:
             evidence = (sum(sizes[:-1]), sum(sizes))
     try:
         cls.check_build(nodes[decl.latent].dim, sum(sizes), cls.network(decl.net), dict(spec.options), {"evidence": evidence})
@@ -241,6 +291,8 @@ def build_graph(spec: Spec) -> ModelGraph:
     for name, node in list(nodes.items()):
         cls = TRANSFORMS.get(node.family) if node.kind == TRANSFORM else FAMILIES.get(node.family)
         context = sum(nodes[p].dim for p in node.conditioners)
+        if node.family == FEATURE:
+            nets.shared_use(cls.network(node.net), (context,), node.dim, f"feature {name}", node.location)
         try:
             cls.check_build(node.dim, context, cls.network(node.net), node.options, {"event_shape": node.shape})
             if node.kind == TRANSFORM:
@@ -260,8 +312,12 @@ def build_graph(spec: Spec) -> ModelGraph:
     available.add(n for n, v in nodes.items() if v.kind == OBSERVED)
     sampled: set[str] = set()
     factors: list[GuideFactor] = []
+    features: dict[str, GuideFeature] = {}
     for decl in spec.guide:
-        factors.append(_factor(decl, nodes, available.members, sampled, nets))
+        if isinstance(decl, FeatureDecl):
+            features[decl.name] = _feature(decl, nodes, available.members, features, nets)
+            continue
+        factors.append(_factor(decl, nodes, available.members, sampled, nets, features))
         sampled.add(decl.latent)
         available.add([decl.latent])
     nets.finish()
@@ -269,4 +325,4 @@ def build_graph(spec: Spec) -> ModelGraph:
     if missing:
         raise SpecError(f"no guide factor for latent {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""), spec.source.at(("guide",)))
     data = resolve_data(spec, nodes)
-    return ModelGraph(spec.name, nodes, tuple(factors), data, graph.train, graph.eval, graph.source)
+    return ModelGraph(spec.name, nodes, tuple(factors), data, graph.train, graph.eval, graph.source, features)

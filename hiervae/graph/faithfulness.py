@@ -178,10 +178,20 @@ def mean_field_problems(graph: ModelGraph) -> list[str]:
                 for name in graph.transforms:
                     h.add_edges_from((p, name) for p in graph.nodes[name].parents)
                 for g in graph.guide:
-                    h.add_edges_from((x, g.latent) for x in g.given)
+                    h.add_edges_from((x, g.latent) for x in graph.reads(g.given))
             if parent == f.latent or nx.has_path(h, f.latent, parent):
                 problems.append(f"{f.latent}: its prior's input {parent} depends on {f.latent} in the guide, which samples {f.latent} first")
     return problems
+
+
+def _keep_features(graph: ModelGraph, given: tuple[str, ...], fix: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """A fix in model nodes, written with the guide features the factor reads where a
+    feature's sources are all in the fix (the feature stands for them)."""
+    if fix is None or not graph.features:
+        return fix
+    kept = [g for g in given if g in graph.features and set(graph.reads((g,))) <= set(fix)]
+    covered = set(graph.reads(tuple(kept)))
+    return tuple(kept) + tuple(n for n in fix if n not in covered)
 
 
 def required_inputs(graph: ModelGraph, factor) -> tuple[str, ...]:
@@ -197,12 +207,14 @@ def check(graph: ModelGraph, max_suggestions: int | None = None) -> Report:
     results: list[FactorResult] = []
     earlier: list[str] = []
     for factor in graph.guide:
-        query, passed = factor_query(dag, factor.latent, earlier, factor.given, observed)
+        reads = graph.reads(factor.given)  # guide features stand for what they are computed from
+        query, passed = factor_query(dag, factor.latent, earlier, reads, observed)
         path = suggestion = None
         if not passed:
             path = open_path(dag, *query, closure=functional_closure(dag, query[2]))
             if max_suggestions is None or sum(r.suggestion is not None for r in results) < max_suggestions:
-                suggestion = suggest(dag, factor.latent, earlier, observed, factor.given, required_inputs(graph, factor))
+                suggestion = suggest(dag, factor.latent, earlier, observed, reads, required_inputs(graph, factor))
+                suggestion = _keep_features(graph, factor.given, suggestion)
         results.append(FactorResult(factor.latent, factor.given, passed, query, path, suggestion))
         earlier.append(factor.latent)
     problems = mean_field_problems(graph)

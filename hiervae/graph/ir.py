@@ -67,6 +67,22 @@ class GuideFactor:
 
 
 @dataclass(frozen=True)
+class GuideFeature:
+    """A deterministic node of the guide only: ``f(given)``, features of the data (and of
+    earlier samples), computed once per pass and read by any number of factors."""
+
+    name: str
+    dim: int
+    given: tuple[str, ...]
+    net: Net | None
+    location: Location = Location()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.dim,)
+
+
+@dataclass(frozen=True)
 class ModelGraph:
     name: str
     nodes: dict[str, ModelNode]  # in declaration order (a topological order)
@@ -75,6 +91,24 @@ class ModelGraph:
     train: S.TrainSpec
     eval: S.EvalSpec
     source: str | None = None
+    features: dict[str, GuideFeature] = field(default_factory=dict)  # the guide's own deterministic nodes
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        """The value shape of a model node or a guide feature."""
+        return self.nodes[name].shape if name in self.nodes else self.features[name].shape
+
+    def reads(self, given: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+        """The model nodes a guide factor reading ``given`` sees: a guide feature stands for
+        what it is computed from (a feature of the data is as good as the data, no better)."""
+        out: dict[str, None] = {}
+        stack = list(reversed(given))
+        while stack:
+            name = stack.pop()
+            if name in self.features:
+                stack.extend(reversed(self.features[name].given))
+            else:
+                out[name] = None
+        return tuple(out)
 
     @cached_property
     def dag(self) -> nx.DiGraph:

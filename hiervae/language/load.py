@@ -53,6 +53,16 @@ class NodeDecl(_Declared):
 
 
 @dataclass(frozen=True)
+class FeatureDecl(_Declared):
+    """One concrete guide feature node: features of the data (and of earlier samples)."""
+
+    name: str = ""
+    spec: Any = None  # FeatureNodeSpec
+    given: tuple[Reference, ...] = ()
+    net: Net | None = None
+
+
+@dataclass(frozen=True)
 class FactorDecl(_Declared):
     """One concrete guide factor q(latent | given)."""
 
@@ -70,7 +80,7 @@ class Spec:
 
     document: S.SpecDocument
     nodes: tuple[NodeDecl, ...]
-    guide: tuple[FactorDecl, ...]
+    guide: tuple["FactorDecl | FeatureDecl", ...]  # in the guide's order
     source: SourceMap
     data: dict[str, Any] = field(repr=False)  # the document as data, overrides applied
 
@@ -248,12 +258,15 @@ def _unwrap_model(annotation: Any) -> Any:
 
 def _kind_of(node: Any, source: SourceMap, path: tuple[Any, ...]) -> str:
     if not isinstance(node, dict):
-        raise SpecError("a node must be a mapping with one of latent/transform/observed", source.at(path))
+        raise SpecError("a node must be a mapping with one of latent/transform/observed/feature", source.at(path))
     kinds = [k for k in S.NODE_KINDS if k in node]
     if len(kinds) != 1:
         what = "none" if not kinds else " and ".join(kinds)
-        raise SpecError(f"a node declares exactly one of latent/transform/observed (found {what})", source.at(path))
+        raise SpecError(f"a node declares exactly one of latent/transform/observed/feature (found {what})", source.at(path))
     return kinds[0]
+
+
+FEATURE = "feature"
 
 
 # ------------------------------------------------------------------ networks
@@ -269,7 +282,8 @@ class _Networks:
         if ref is None:
             return None
         values, where, origin = self._written(ref, path, ())
-        return Net.from_written(values, where, templates=origin)
+        shared = ref if isinstance(ref, str) and self.templates[ref].shared else None
+        return Net.from_written(values, where, shared=shared, templates=origin)
 
     def _written(self, ref: S.NetRef, path: tuple[Any, ...], seen: tuple[str, ...]):
         """(values, locations, template of origin) of every key written for ``ref``."""
@@ -285,7 +299,7 @@ class _Networks:
         origin: dict[str, str] = {}
         if ref.extends is not None:
             values, where, origin = self._written(ref.extends, path + ("extends",), seen)
-        own = ref.model_dump(exclude_none=True, exclude={"extends"})
+        own = ref.model_dump(exclude_none=True, exclude={"extends", "shared"})
         if ("mlp" in own and "resnet" in values) or ("resnet" in own and "mlp" in values):
             for key in ("mlp", "resnet"):  # the written kind replaces the template's
                 for d in (values, where, origin):
@@ -378,6 +392,8 @@ def build_spec(data: Any, source: SourceMap) -> Spec:
     for raw_name, decl, env, loop, path, binding in _entries(data["model"], "model", "nodes", env0, source):
         kind = _kind_of(decl, source, path)
         spec = _validate(S.NODE_KINDS[kind], decl, source, path)
+        if kind == FEATURE:  # a model feature is a transform of kind `feature` (deterministic, not bijective)
+            kind, spec = "transform", S.TransformNodeSpec(transform=FEATURE, given=spec.given, dim=spec.feature, net=spec.net)
         raw_input = getattr(spec, "input", None)
         nodes.append(
             NodeDecl(
@@ -393,8 +409,15 @@ def build_spec(data: Any, source: SourceMap) -> Spec:
             )
         )
 
-    factors: list[FactorDecl] = []
+    factors: list[FactorDecl | FeatureDecl] = []
     for raw_name, decl, env, loop, path, binding in _entries(data.get("guide") or [], "guide", "factors", env0, source):
+        if isinstance(decl, dict) and FEATURE in decl:
+            spec = _validate(S.FeatureNodeSpec, decl, source, path)
+            factors.append(FeatureDecl(
+                source=source, path=path, binding=binding, name=_name(raw_name, env, source, path), spec=spec,
+                given=_refs(spec.given, env, loop, source, path + ("given",)),
+                net=nets.resolve(_sub(spec.net, env, source, path + ("net",)), path + ("net",))))
+            continue
         spec = _validate(S.GuideFactorSpec, decl, source, path)
         # A key names one node or a range of them (`z1..z(l-1)`: one encoder per node, each
         # its own network, as if the key were written once per node; an empty range names none).

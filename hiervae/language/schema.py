@@ -42,6 +42,8 @@ class NetworkSpec(_Strict):
     resnet: list[Size] | None = Field(None, description="convolutional ResNet blocks: filters per block")
     scale: Literal["down", "up"] | None = Field(None, description="each ResNet block halves (down) or doubles (up) the feature map")
     kernel: Annotated[StrictInt, Field(gt=0, le=99)] | None = Field(None, description="convolution kernel size")
+    shared: bool | None = Field(None, description="one instance: every `net:` or encoder that names this template uses "
+                                                  "the same module (weights shared, counted once); not inherited by extends")
 
 
 NetRef = Union[str, NetworkSpec]
@@ -82,10 +84,20 @@ class ObservedNodeSpec(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class FeatureNodeSpec(_Strict):
+    """A deterministic, non-bijective feature of other nodes: ``h2: {feature: 64, given: [z3, h3], net: td}``
+    (a top-down state in the model; in the guide, a bottom-up pass of the data)."""
+
+    feature: Size = Field(description="number of features")
+    given: list[str] = Field(default_factory=list, description="what the features are computed from")
+    net: NetRef | None = None
+
+
 NODE_KINDS: dict[str, type[_Strict]] = {
     "latent": LatentNodeSpec,
     "transform": TransformNodeSpec,
     "observed": ObservedNodeSpec,
+    "feature": FeatureNodeSpec,
 }
 
 
@@ -105,7 +117,7 @@ class LoopSpec(_Strict):
 
     for_: str = Field(alias="for", pattern=r"^\s*[A-Za-z_]\w*\s+in\s+.+\.\..+$", description="`VAR in START..END` (inclusive, integer expressions)")
     nodes: dict[str, dict[str, Any]] | None = None
-    factors: dict[str, GuideFactorSpec] | None = None
+    factors: dict[str, dict[str, Any]] | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -206,7 +218,8 @@ class SpecDocument(_Strict):
     data: DataSpec = DataSpec()
     networks: dict[str, NetworkSpec] = Field(default_factory=dict)
     model: list[dict[str, Any]] = Field(min_length=1, description="node declarations and `for` blocks, in order")
-    guide: list[dict[str, Any]] = Field(default_factory=list, description="one factor per latent, in sampling order")
+    guide: list[dict[str, Any]] = Field(default_factory=list, description="one factor per latent, in sampling order, "
+                                                                          "and feature nodes of the data")
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
 
@@ -222,17 +235,17 @@ def json_schema() -> dict[str, Any]:
     """A JSON Schema of the spec language, with node kinds spelt out for editors."""
     schema = SpecDocument.model_json_schema()
     defs = schema.setdefault("$defs", {})
-    for cls in (*NODE_KINDS.values(), GuideFactorSpec, LoopSpec):
+    for cls in (*NODE_KINDS.values(), GuideFactorSpec, LoopSpec):  # FeatureNodeSpec serves both sides
         sub = cls.model_json_schema(ref_template="#/$defs/{model}")
         defs.update(sub.pop("$defs", {}))
         defs[cls.__name__] = sub
     node = {"anyOf": [{"$ref": f"#/$defs/{c.__name__}"} for c in NODE_KINDS.values()]}
     loop = {"$ref": "#/$defs/LoopSpec"}
     schema["properties"]["model"]["items"] = {"anyOf": [loop, {"type": "object", "additionalProperties": node}]}
-    schema["properties"]["guide"]["items"] = {
-        "anyOf": [loop, {"type": "object", "additionalProperties": {"$ref": "#/$defs/GuideFactorSpec"}}]
-    }
+    factor = {"anyOf": [{"$ref": "#/$defs/GuideFactorSpec"}, {"$ref": "#/$defs/FeatureNodeSpec"}]}
+    schema["properties"]["guide"]["items"] = {"anyOf": [loop, {"type": "object", "additionalProperties": factor}]}
     defs["LoopSpec"]["properties"]["nodes"] = {"type": "object", "additionalProperties": node}
+    defs["LoopSpec"]["properties"]["factors"] = {"type": "object", "additionalProperties": factor}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "hiervae spec"
     return schema

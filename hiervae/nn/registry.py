@@ -35,9 +35,10 @@ FAMILIES: Registry[type["Family"]] = Registry("family")
 TRANSFORMS: Registry[type["TransformModule"]] = Registry("transform")
 NETWORKS: Registry[type["NetworkKind"]] = Registry("network kind")
 
-FILLED = ("event_shape", "evidence")
+FILLED = ("event_shape", "evidence", "networks")
 """Constructor arguments the compiler fills from the graph, never written in a spec: the
-observed node's shape (image decoders) and the evidence slice of a guide factor's context."""
+observed node's shape (image decoders), the evidence slice of a guide factor's context and
+the program's network builder (shared instances)."""
 
 
 class Configurable:

@@ -11,15 +11,18 @@ one-line SpecError at the spec line.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from hiervae.errors import Location, SpecError
-from hiervae.graph.ir import OBSERVED, TRANSFORM, GuideFactor, ModelGraph, ModelNode
+from hiervae.graph.ir import OBSERVED, TRANSFORM, GuideFactor, GuideFeature, ModelGraph, ModelNode
 from hiervae.language.net import BASE, Net
-from hiervae.nn import FAMILIES, NETWORKS, TRANSFORMS
+from hiervae.language.load import FEATURE
+from hiervae.nn import FAMILIES, TRANSFORMS
+from hiervae.nn.networks.instances import NetworkBuilder
 from hiervae.nn.networks.params import cat_context
 from hiervae.nn.registry import Registry
 
@@ -33,36 +36,47 @@ def build_module(registry: Registry, name: str, dim: int, context: int, net: Net
         raise SpecError(f"{name}: {err}", where) from None
 
 
-def build_encoder(net: Net, node: ModelNode, where: Location) -> nn.Module:
-    """An encoder of one guide input: a network from the node's shape to ``net.out`` features."""
+def build_encoder(net: Net, name: str, shape: tuple[int, ...], where: Location, networks: NetworkBuilder) -> nn.Module:
+    """An encoder of one guide input: a network from the input's shape to ``net.out`` features."""
     net = net.over(BASE)
     try:
-        return NETWORKS.get(net.kind).build(net, node.shape, None if net.out is None else (net.out,))
+        return networks.build(net, shape, net.out)
     except ValueError as err:
-        raise SpecError(f"encoder of {node.name}: {err}", where) from None
+        raise SpecError(f"encoder of {name}: {err}", where) from None
 
 
-def site_module(graph: ModelGraph, node: ModelNode) -> nn.Module:
+def site_module(graph: ModelGraph, node: ModelNode, networks: NetworkBuilder) -> nn.Module:
     """The prior, transform or likelihood module of a model node."""
     context = sum(graph.nodes[p].dim for p in node.conditioners)
     registry = TRANSFORMS if node.kind == TRANSFORM else FAMILIES
     return build_module(registry, node.family, node.dim, context, node.net, node.options, node.location,
-                        {"event_shape": node.shape})
+                        {"event_shape": node.shape, "networks": networks})
+
+
+def feature_module(graph: ModelGraph, feature: GuideFeature, networks: NetworkBuilder) -> nn.Module:
+    """The network of a guide feature node: its inputs (one, or several concatenated) -> ``dim`` features."""
+    net = TRANSFORMS.get(FEATURE).network(feature.net)
+    shapes = [graph.shape_of(g) for g in feature.given]
+    in_shape = shapes[0] if len(shapes) == 1 else (sum(math.prod(s) for s in shapes),)
+    try:
+        return networks.build(net, in_shape, feature.dim)
+    except ValueError as err:
+        raise SpecError(f"feature {feature.name}: {err}", feature.location) from None
 
 
 class GuideFactorModule(nn.Module):
     """Encoders of a factor's inputs and the family of q(latent | encoded inputs)."""
 
-    def __init__(self, graph: ModelGraph, factor: GuideFactor):
+    def __init__(self, graph: ModelGraph, factor: GuideFactor, networks: NetworkBuilder):
         super().__init__()
         self.inputs = list(factor.given)
-        self.encoders = nn.ModuleDict({g: build_encoder(net, graph.nodes[g], factor.location)
+        self.encoders = nn.ModuleDict({g: build_encoder(net, g, graph.shape_of(g), factor.location, networks)
                                        for g, net in factor.encoders.items()})
-        sizes = [self.encoders[g].out_features if g in self.encoders else graph.nodes[g].dim for g in self.inputs]
+        sizes = [self.encoders[g].out_features if g in self.encoders else math.prod(graph.shape_of(g)) for g in self.inputs]
         # the evidence: the context slice of the (one) observed input, for families that
         # treat it apart from the latent stream (residual variational layer)
         filled = {"evidence": (sum(sizes[:i]), sum(sizes[:i + 1]))
-                  for i, g in enumerate(self.inputs) if graph.nodes[g].kind == OBSERVED}
+                  for i, g in enumerate(self.inputs) if g in graph.nodes and graph.nodes[g].kind == OBSERVED}
         node = graph.nodes[factor.latent]
         self.family = build_module(FAMILIES, factor.family, node.dim, sum(sizes), factor.net, factor.options,
                                    factor.location, filled)

@@ -31,7 +31,8 @@ from hiervae.data.observations import Observations
 from hiervae.errors import SpecError
 from hiervae.graph.ir import LATENT, TRANSFORM, ModelGraph, ModelNode
 from hiervae.nn.networks.params import cat_context
-from hiervae.program.build import GuideFactorModule, site_module
+from hiervae.nn.networks.instances import NetworkBuilder
+from hiervae.program.build import GuideFactorModule, feature_module, site_module
 from hiervae.program.kl import KLFunction, resolve_kl
 from hiervae.program.sites import DirectSites, PyroSites
 
@@ -45,8 +46,11 @@ class Program(nn.Module):
     def __init__(self, graph: ModelGraph):
         super().__init__()
         self.graph = graph
-        self.sites = nn.ModuleDict({node.name: site_module(graph, node) for node in graph.nodes.values()})
-        self.factors = nn.ModuleDict({f.latent: GuideFactorModule(graph, f) for f in graph.guide})
+        networks = NetworkBuilder()  # shared templates: one module for every use
+        self.sites = nn.ModuleDict({node.name: site_module(graph, node, networks) for node in graph.nodes.values()})
+        self.features = nn.ModuleDict({name: feature_module(graph, f, networks) for name, f in graph.features.items()})
+        self.factors = nn.ModuleDict({f.latent: GuideFactorModule(graph, f, networks) for f in graph.guide})
+        self.shared = nn.ModuleDict(networks.instances)  # also reachable from each use
         self.latents = graph.latents
         self.observed = graph.observed
         self._kl_plans: dict[bool, dict[str, KLFunction]] = {}
@@ -69,11 +73,25 @@ class Program(nn.Module):
         values[name] = sites.deterministic(name, value)
         return value
 
+    def feature(self, name: str, values: dict[str, torch.Tensor], sites: Sites = _PASS) -> torch.Tensor:
+        """Value of a guide feature node, computing its missing inputs first (once per pass)."""
+        for g in self.graph.features[name].given:
+            if g not in values:
+                self._compute(g, values, sites)
+        values[name] = value = self.features[name](cat_context([values[g] for g in self.graph.features[name].given]))
+        return value
+
+    def _compute(self, name: str, values: dict[str, torch.Tensor], sites: Sites) -> None:
+        if name in self.graph.features:
+            self.feature(name, values, sites)
+        else:
+            self.transform(name, values, sites)
+
     def posterior(self, name: str, values: dict[str, torch.Tensor], sites: Sites = _PASS) -> Distribution:
         factor = self.factors[name]
         for g in factor.inputs:
             if g not in values:
-                self.transform(g, values, sites)
+                self._compute(g, values, sites)
         q = factor.family.condition(factor.context(values))
         if factor.merge == "prior":
             q = factor.family.merge(q, self.prior(name, values))

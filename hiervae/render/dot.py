@@ -50,6 +50,7 @@ COLLAPSE_ABOVE = 16  # levels (ranks) per cluster; beyond this the middle ones b
 KEEP = 3  # levels kept at each end when collapsing
 FORMATS = ("svg", "png", "pdf")
 OBSERVED_FILL, SHARED_FILL, RED = "#c8c8c8", "#cfe2f3", "#d62728"
+FEATURE_FILL = "#e6e6e6"  # a guide feature: drawn in q only
 NO_DOT = ("the graphviz `dot` binary is not installed: run `apt-get install graphviz` (Debian/Ubuntu) "
           "or `brew install graphviz`, or use --dot to write the DOT source only")
 
@@ -125,17 +126,39 @@ def _sides(graph: ModelGraph) -> tuple[Side, Side]:
     p = Side("p", "generative model p", dict(layer), [e for n in graph.nodes for e in model_edges(n)])
     wanted = [f.latent for f in graph.guide] + [g for f in graph.guide for g in f.given]
     in_q: set[str] = set()
-    while wanted:  # close over the inputs of transforms the guide computes
+    while wanted:  # close over the inputs of transforms and guide features the guide computes
         n = wanted.pop()
         if n not in in_q:
             in_q.add(n)
-            if graph.nodes[n].kind == TRANSFORM:
+            if n in graph.features:
+                wanted += graph.features[n].given
+            elif graph.nodes[n].kind == TRANSFORM:
                 wanted += graph.nodes[n].parents
     top = min(layer.values(), default=0) - 1
     q_rank = {n: top if graph.nodes[n].kind == OBSERVED else layer[n] for n in graph.nodes if n in in_q}
+    for name, feature in graph.features.items():  # declared in order: inputs first; a row below its inputs
+        if name in in_q:
+            q_rank[name] = max(q_rank.get(g, top) for g in feature.given) + 1
     q_edges = [(g, f.latent, False) for f in graph.guide for g in f.given]
     q_edges += [e for n in graph.nodes if n in in_q and graph.nodes[n].kind == TRANSFORM for e in model_edges(n)]
+    q_edges += [(g, n, False) for n, feature in graph.features.items() if n in in_q for g in feature.given]
     return p, Side("q", "inference model q", q_rank, q_edges)
+
+
+def shared_networks(graph: ModelGraph) -> dict[str, list[str]]:
+    """Shared network instance -> what uses it (nodes, guide features, factors' encoders)."""
+    uses: dict[str, list[str]] = {}
+    for n, node in graph.nodes.items():
+        if node.net is not None and node.net.shared:
+            uses.setdefault(node.net.shared, []).append(n)
+    for n, feature in graph.features.items():
+        if feature.net is not None and feature.net.shared:
+            uses.setdefault(feature.net.shared, []).append(n)
+    for f in graph.guide:
+        for g, net in f.encoders.items():
+            if net.shared:
+                uses.setdefault(net.shared, []).append(f"encoder of {g} in q({f.latent})")
+    return uses
 
 
 def _mark_report(graph: ModelGraph, report: Report, p: Side, q: Side) -> str:
@@ -193,11 +216,16 @@ class _Collapse:
 
 
 def _label(graph: ModelGraph, n: str) -> str:
-    shape = "×".join(map(str, graph.nodes[n].shape))
+    shape = "×".join(map(str, graph.shape_of(n)))
     return f'<{html.escape(pretty(n))}<BR/><FONT POINT-SIZE="8">{shape}</FONT>>'
 
 
 def _node_attrs(graph: ModelGraph, n: str, shared: bool) -> dict[str, str]:
+    if n in graph.features:
+        feature = graph.features[n]
+        net = f", shared network {feature.net.shared}" if feature.net is not None and feature.net.shared else ""
+        return {"shape": "diamond", "fillcolor": FEATURE_FILL, "label": _label(graph, n), "group": re.sub(r"_?\d+$", "", n),
+                "tooltip": f"guide feature {n}: f({', '.join(feature.given)}), {feature.dim} features{net} (q only)"}
     node = graph.nodes[n]
     kind_attrs = {
         LATENT: {"shape": "circle", "fillcolor": "white"},
@@ -223,7 +251,7 @@ def _draw_side(dot: graphviz.Digraph, graph: ModelGraph, side: Side, shared: set
         outer.attr(label=side.title, fontsize="16", labelloc="t", style="rounded", color="gray50")
         with outer.subgraph(name=f"cluster_{side.key}_plate") as box:
             box.attr(label=f"N = {plate}", labelloc="b", labeljust="r", fontsize="11", style="solid", color="black", margin="14")
-            for n in (n for n in graph.nodes if n in side.rank):
+            for n in (n for n in (*graph.nodes, *graph.features) if n in side.rank):
                 node_id, rank = collapse.node(side, n), collapse.rank(side.rank[n])
                 if node_id in mine.get(rank, ()):
                     continue  # the collapsed-layers node, already drawn
@@ -276,11 +304,14 @@ def _legend(graph: ModelGraph, shared: set[str], red_path: bool, red_factors: bo
         ("●", "#888888", "observed (gray)", OBSERVED in kinds),
         ("◇", "black", "deterministic transform", bool(set(graph.transforms) - shared)),
         ("◆", "#6fa8dc", "shared transform: the same module in p and q", bool(shared)),
+        ("◆", "#b7b7b7", "guide feature: computed in q only (from the data)", bool(graph.features)),
         ("<B>━━▶</B>", "black", "bijective input (f⁻¹ exists)", any(n.bijective_input for n in graph.nodes.values())),
         ("──▶", "black", "conditioning", True),
         ("<B>━━▶</B>", RED, "open path of the first failing factor", red_path),
         ("◯", RED, "failing guide factor (red outline)", red_factors),
     ]
+    rows += [("≡", "black", f"shared network {name}: one module for {', '.join(uses)}", True)
+             for name, uses in shared_networks(graph).items()]
     cells = "".join(f'<TR><TD><FONT COLOR="{color}" POINT-SIZE="14">{sym}</FONT></TD><TD ALIGN="LEFT">{html.escape(text)}</TD></TR>'
                     for sym, color, text, shown in rows if shown)
     return f'<<TABLE BORDER="1" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2"><TR><TD COLSPAN="2"><B>legend</B></TD></TR>{cells}</TABLE>>'
@@ -290,7 +321,7 @@ def render_dot(graph: ModelGraph, report: Report | None = None) -> graphviz.Digr
     """The picture of ``graph`` (and of ``report``'s failures, if given) as a Digraph."""
     p, q = _sides(graph)
     caption = _mark_report(graph, report, p, q) if report is not None else ""
-    shared = {n for n in q.rank if graph.nodes[n].kind == TRANSFORM}
+    shared = {n for n in q.rank if n in graph.nodes and graph.nodes[n].kind == TRANSFORM}
     collapse = _Collapse([*p.rank.values(), *q.rank.values()])
     plate = plate_size(graph)
     dot = graphviz.Digraph(graph.name)

@@ -28,7 +28,7 @@ def test_importing_the_package_registers_everything():
     assert TRANSFORMS.get("affine_lowrank") is AffineLowRank
     assert TRANSFORMS.get("affine_diag") is AffineDiag
     assert NETWORKS.names() == ["mlp", "resnet"]
-    message = r"unknown transform 'planar' \(known: affine_diag, affine_lowrank, residual, spline_coupling\)"
+    message = r"unknown transform 'planar' \(known: affine_diag, affine_lowrank, feature, residual, spline_coupling\)"
     with pytest.raises(KeyError, match=message):
         TRANSFORMS.get("planar")
 
