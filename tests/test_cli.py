@@ -164,7 +164,7 @@ def test_schema_prints_json_schema(capsys):
     assert code == 0 and err == ""
     schema = json.loads(out)
     jsonschema.Draft202012Validator.check_schema(schema)
-    assert schema["title"] == "hiervae spec" and "model" in schema["required"]
+    assert schema["title"] == "hiervae spec" and "name" in schema["required"]  # model: inherited by an overlay
 
 
 def test_render_dot_writes_gv(capsys, tmp_path):

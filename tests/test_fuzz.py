@@ -13,21 +13,20 @@ import random
 from pathlib import Path
 
 import pytest
-import yaml
-
 from fuzz.mutate import dump, mutate
 from fuzz.run import run
+from oracle.random_specs import random_spec
+
 from hiervae.errors import SpecError
 from hiervae.graph import build_graph
-from hiervae.language import parse_spec
+from hiervae.language import load_spec, parse_spec
 from hiervae.program import build_program
-from oracle.random_specs import random_spec
 
 SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.yaml"))
 
 
 def _shrunk(path: Path) -> dict:
-    data = yaml.safe_load(path.read_text())
+    data = load_spec(path).data  # the merged document (extends resolved)
     for net in (data.get("networks") or {}).values():
         if "mlp" in net:
             net["mlp"] = [4]
@@ -44,7 +43,7 @@ def _shrunk(path: Path) -> dict:
 
 def _check_contract(count: int, seed: int, tmp_path: Path) -> dict:
     rnd = random.Random(seed)
-    bases = {p.name: yaml.safe_load(p.read_text()) for p in SPECS}
+    bases = {p.name: load_spec(p).data for p in SPECS}
     codes: dict = {}
     for i in range(count):
         name = rnd.choice(sorted(bases))

@@ -74,7 +74,7 @@ CASES = [
     ("duplicate-top-level-key", "name: t\nname: u\nmodel:\n  - x: {observed: [4]}\n", 2, "name", r"^duplicate key 'name'$"),
     ("top-level-list", "- name: t\n- model: []\n", 1, None, r"^a spec is a mapping"),
     ("top-level-scalar", "just text\n", 1, None, r"^a spec is a mapping"),
-    ("unknown-top-level-key", OK + "trian: {epochs: 3}\n", 7, "trian", r"^unknown key 'trian' \(allowed: name, description, vars, data, networks, model, guide, train, eval\)$"),
+    ("unknown-top-level-key", OK + "trian: {epochs: 3}\n", 7, "trian", r"^unknown key 'trian' \(allowed: extends, name, description, vars, data, networks, model, guide, train, eval\)$"),
     ("missing-name", "model:\n  - x: {observed: [4]}\n", 1, "name", r"^missing required key 'name'$"),
     ("missing-model", "name: t\ndescription: d\n", 1, "model", r"^missing required key 'model'$"),
     ("empty-model", "name: t\nmodel: []\n", 2, "model", r"at least 1 item"),

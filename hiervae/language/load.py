@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 import hiervae.language.schema as S
 from hiervae.errors import Location, SpecError
+from hiervae.language.inherit import named_path, resolve_extends
 from hiervae.language.net import Net
 from hiervae.language.templates import Reference, TemplateError, expand_references, parse_loop, substitute
 from hiervae.language.yaml_source import SourceMap, format_key, parse_yaml, read_yaml
@@ -114,6 +115,7 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str], source: Sour
         except yaml.YAMLError:
             raise SpecError(f"cannot parse value {text!r}", Location("--set", key=key)) from None
         parts: list[Any] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+        parts = named_path(data, parts, key)
         target: Any = data
         for i, part in enumerate(parts[:-1]):
             try:
@@ -458,4 +460,5 @@ def _from_data(data: Any, source: SourceMap, overrides: Iterable[str]) -> Spec:
         raise SpecError("the spec is empty", Location(source.file))
     if not isinstance(data, dict):
         raise SpecError("a spec is a mapping (name, model, guide, ...)", source.at(()))
+    data, source = resolve_extends(data, source)
     return build_spec(apply_overrides(data, overrides, source), source)

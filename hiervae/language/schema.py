@@ -212,6 +212,8 @@ GuideEntry = Union[LoopSpec, dict[str, GuideFactorSpec]]
 class SpecDocument(_Strict):
     """A whole spec file."""
 
+    extends: str | None = Field(None, description="a spec file (relative to this one) this spec is laid over; "
+                                                   "`model:`/`guide:` mappings patch its entries by name")
     name: str
     description: str = ""
     vars: dict[str, StrictInt] = Field(default_factory=dict, description="integers usable in templates, e.g. {L: 10}")
@@ -244,6 +246,10 @@ def json_schema() -> dict[str, Any]:
     schema["properties"]["model"]["items"] = {"anyOf": [loop, {"type": "object", "additionalProperties": node}]}
     factor = {"anyOf": [{"$ref": "#/$defs/GuideFactorSpec"}, {"$ref": "#/$defs/FeatureNodeSpec"}]}
     schema["properties"]["guide"]["items"] = {"anyOf": [loop, {"type": "object", "additionalProperties": factor}]}
+    schema["required"] = [r for r in schema.get("required", []) if r != "model"]  # an overlay inherits its model
+    for section in ("model", "guide"):  # in a spec that extends another: patches by entry name
+        schema["properties"][section] = {"anyOf": [schema["properties"][section],
+                                                   {"type": "object", "additionalProperties": {"type": "object"}}]}
     defs["LoopSpec"]["properties"]["nodes"] = {"type": "object", "additionalProperties": node}
     defs["LoopSpec"]["properties"]["factors"] = {"type": "object", "additionalProperties": factor}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -43,20 +43,27 @@ class SourceMap:
     file: str | None
     lines: dict[Path_, int] = field(default_factory=dict)
     overridden: set[Path_] = field(default_factory=set)  # paths set by --set
+    files: dict[Path_, str | None] = field(default_factory=dict)  # paths written in another file (extends)
 
-    def line(self, path: Path_) -> int | None:
+    def _nearest(self, path: Path_) -> Path_ | None:
         path = tuple(path)
         while path:
             if path in self.lines:
-                return self.lines[path]
+                return path
             path = path[:-1]
-        return self.lines.get((), None)
+        return () if () in self.lines else None
+
+    def line(self, path: Path_) -> int | None:
+        found = self._nearest(path)
+        return None if found is None else self.lines[found]
 
     def at(self, path: Path_) -> Location:
         path = tuple(path)
         if path and any(o[: len(path)] == path or path[: len(o)] == o for o in self.overridden):
             return Location("--set", None, format_key(path) or None)
-        return Location(self.file, self.line(path), format_key(path) or None)
+        found = self._nearest(path)
+        file = self.files.get(found, self.file) if found is not None else self.file
+        return Location(file, None if found is None else self.lines[found], format_key(path) or None)
 
 
 MAX_NODES = 200_000  # YAML nodes after aliases are expanded (a "billion laughs" document stops here)

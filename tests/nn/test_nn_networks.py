@@ -5,14 +5,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from examples import random_observations
 
 from hiervae.errors import SpecError
 from hiervae.graph import build_graph, load_graph
-from hiervae.language import parse_spec
+from hiervae.language import load_spec, parse_spec
 from hiervae.nn.precision import network_precision
+from hiervae.policy import select_analytic_kl
 from hiervae.program import build_program, elbo_terms
 from hiervae.program.program import Program
-from hiervae.policy import select_analytic_kl
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 QUICKSTART = (SPECS / "quickstart.yaml").read_text()
@@ -66,9 +67,8 @@ SHIPPED = sorted(p.stem for p in SPECS.glob("*.yaml"))
 
 
 def _shrunk(name: str) -> list[str]:
-    import yaml
 
-    doc = yaml.safe_load((SPECS / f"{name}.yaml").read_text())
+    doc = load_spec(SPECS / f"{name}.yaml").data  # the merged document (extends resolved)
     out = ["vars.L=2"] if "L" in doc.get("vars", {}) else []
     for key, net in doc.get("networks", {}).items():
         out.append(f"networks.{key}.{'resnet' if 'resnet' in net else 'mlp'}=[{'4, 4' if 'resnet' in net else '8'}]")
@@ -81,10 +81,7 @@ def test_every_shipped_model_keeps_its_objective_float32_under_bf16(name):
     graph = load_graph(SPECS / f"{name}.yaml", _shrunk(name) + inline_flow)
     torch.manual_seed(0)
     program: Program = build_program(graph)
-    shape = graph.nodes[graph.observed[0]].dim
-    x = torch.rand(3, shape) * (0.9 if graph.data.dequantize != "none" else 1.0)
-    if graph.data.binarize != "none":
-        x = x.round()
+    x = random_observations(graph, 3, dtype=torch.float32)
     with network_precision(program, "bf16", "cpu"):
         terms = elbo_terms(program, x, select_analytic_kl(graph))
     assert terms.log_likelihood.dtype == torch.float32

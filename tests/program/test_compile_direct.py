@@ -11,30 +11,34 @@ a particle plate.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyro
 import pytest
 import torch
-import yaml
+from examples import random_observations
 from pyro import poutine
 from torch.distributions import kl_divergence
 
+from hiervae.data.observations import Observations
+from hiervae.evaluation import inference_mode, log_weights
+from hiervae.graph import load_graph
+from hiervae.language import load_spec
+from hiervae.policy import select_analytic_kl
 from hiervae.program import build_program, elbo_terms, loss
 from hiervae.program.kl import ClosedFormKL, monte_carlo_kl
 from hiervae.program.sites import DirectSites, PyroSites, noise_source
-from hiervae.evaluation import inference_mode, log_weights
-from hiervae.graph import load_graph
-from hiervae.policy import select_analytic_kl
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 MLP_SPECS = ["quickstart", "sere_mlp_mnist", "sere_mlp_mnist_faithful", "dlgm_mnist", "ladder_mnist",
-             "iaf_mnist", "sere_iaf_mnist", "sere_iaf_mnist_faithful"]
+             "iaf_mnist", "sere_iaf_mnist", "sere_iaf_mnist_faithful", "cvae_mnist", "vae_gaussian_mnist",
+             "own_data_mixture"]
 
 
 def small(name: str) -> list[str]:
     """Overrides: 3 layers where the spec has ``vars.L``, every shared network 1 x 24 units."""
-    doc = yaml.safe_load((SPECS / f"{name}.yaml").read_text())
+    doc = load_spec(SPECS / f"{name}.yaml").data  # the merged document (extends resolved)
     out = [f"networks.{k}.mlp=[24]" for k in doc.get("networks", {})]
     return out + (["vars.L=3"] if "L" in doc.get("vars", {}) else [])
 
@@ -43,9 +47,11 @@ def make(name: str):
     graph = load_graph(SPECS / f"{name}.yaml", small(name))
     torch.manual_seed(0)
     program = build_program(graph).to(torch.float64)
-    dim = graph.nodes[program.observed[0]].dim
-    x = torch.bernoulli(torch.rand(5, dim, generator=torch.Generator().manual_seed(1))).to(torch.float64)
-    return graph, program, x
+    return graph, program, observations(graph, 5)
+
+
+def observations(graph, n: int) -> Observations:
+    return random_observations(graph, n)
 
 
 def traced_terms(program, x, analytic: bool):
@@ -59,8 +65,8 @@ def traced_terms(program, x, analytic: bool):
             kl[name] = kl_divergence(q, p) if analytic else q.log_prob(v) - p.log_prob(v)
         except NotImplementedError:
             kl[name] = q.log_prob(v) - p.log_prob(v)
-    obs = model.nodes[program.observed[0]]
-    return obs["fn"].log_prob(obs["value"]), kl, guide, model
+    ll = sum(model.nodes[o]["fn"].log_prob(model.nodes[o]["value"]) for o in program.observed)
+    return ll, kl, guide, model
 
 
 def grads(program):
@@ -120,7 +126,7 @@ def test_iw_log_weights_equal_the_traced_program(name):
             model = poutine.trace(poutine.replay(program.model, trace=guide)).get_trace(x)
     guide.compute_log_prob()
     model.compute_log_prob()
-    shape = (particles, x.shape[0])
+    shape = (particles, x.size)
 
     def total(trace, names):
         return sum(trace.nodes[n]["log_prob"].expand(shape) for n in names)
@@ -204,3 +210,59 @@ def test_a_flow_likelihood_goes_through_the_same_walk():
     pyro.set_rng_seed(0)
     expected = pyro.infer.TraceMeanField_ELBO().differentiable_loss(program.model, program.guide, x, 0.5)
     torch.testing.assert_close(ours, expected, rtol=1e-12, atol=0)
+
+
+def test_a_guide_feature_is_computed_once_per_pass_and_a_shared_network_is_one_module():
+    """The ladder's bottom-up pass runs once per walk however many factors read it (also
+    under IW particles, at the data's shape), and a shared template is one module: the same
+    object at every use, its parameters counted once, its gradient the sum of its uses."""
+    text = (SPECS / "ladder_mnist.yaml").read_text()
+    graph = load_graph(SPECS / "ladder_mnist.yaml", small("ladder_mnist"))
+    torch.manual_seed(0)
+    program = build_program(graph).double()
+    calls = {name: [] for name in graph.features}
+    for name, module in program.features.items():
+        module.register_forward_hook(lambda m, i, o, name=name: calls[name].append(tuple(o.shape)))
+    x = observations(graph, 5)
+    program.walk(x)
+    assert all(c == [(5, graph.features[n].dim)] for n, c in calls.items()), calls
+    with inference_mode(program):
+        program.walk(x, particles=3)
+    assert all(c[-1] == (5, graph.features[n].dim) for n, c in calls.items())  # x alone: computed once, not per particle
+    assert "d1" in text and not graph.features["d1"].net.shared
+
+    shared = text.replace("  up:       {activation: relu, batch_norm: true}", "  up:       {mlp: [24], activation: relu, shared: true}")
+    shared = shared.replace("d2: {feature: 256, given: [d1], net: {extends: up, mlp: [256]}}", "d2: {feature: 512, given: [d1], net: up}")
+    shared = shared.replace("d3: {feature: 128, given: [d2], net: {extends: up, mlp: [128]}}", "d3: {feature: 512, given: [d2], net: up}")
+    from hiervae.graph import build_graph
+    from hiervae.language import parse_spec
+
+    g = build_graph(parse_spec(shared, file="ladder.yaml"))
+    p = build_program(g)
+    assert p.features["d2"] is p.features["d3"] is p.shared["up"]
+    copies = build_program(build_graph(parse_spec(shared.replace(", shared: true", ""), file="ladder.yaml")))
+    one = sum(t.numel() for t in p.shared["up"].parameters())
+    assert sum(t.numel() for t in copies.parameters()) - sum(t.numel() for t in p.parameters()) == one
+    p.double()
+    loss(elbo_terms(p, observations(g, 5), True), torch.tensor(1.0, dtype=torch.float64)).backward()
+    grad = p.shared["up"].net[0].weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (("d3: {feature: 128, given: [d2], net: {extends: up, mlp: [128]}}", "d3: {feature: 128, given: [d2], net: up}"),
+     r"shared network 'up' is one module: feature d2 gives it input \[512\] and 512 outputs, feature d3 input \[512\] and 128 outputs"),
+    (("  gauss:    {mlp: [256, 256], activation: relu, batch_norm: true}", "  gauss:    {mlp: [256, 256], activation: relu, shared: true}"),
+     r"shared network 'gauss': a normal builds its output heads per node"),
+])
+def test_a_shared_network_has_one_shape_and_is_a_whole_module(change, message, one_line):
+    from hiervae.errors import SpecError
+    from hiervae.graph import build_graph
+    from hiervae.language import parse_spec
+
+    text = (SPECS / "ladder_mnist.yaml").read_text()
+    text = text.replace("  up:       {activation: relu, batch_norm: true}", "  up:       {mlp: [24], activation: relu, shared: true}")
+    text = text.replace("d2: {feature: 256, given: [d1], net: {extends: up, mlp: [256]}}", "d2: {feature: 512, given: [d1], net: up}")
+    with pytest.raises(SpecError) as err:
+        build_graph(parse_spec(text.replace(*change), file="ladder.yaml"))
+    assert re.search(message, one_line(err)), one_line(err)

@@ -11,10 +11,10 @@ import torch
 from pyro import poutine
 from torch.distributions import kl_divergence
 
-from hiervae.program import build_program, elbo_terms, loss
 from hiervae.errors import SpecError
 from hiervae.graph import build_graph, load_graph
 from hiervae.language import parse_spec
+from hiervae.program import build_program, elbo_terms, loss
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 MLP_FAMILY = ["quickstart", "sere_mlp_mnist", "sere_mlp_mnist_faithful", "dlgm_mnist", "ladder_mnist", "iaf_mnist", "sere_iaf_mnist"]
@@ -141,7 +141,9 @@ def test_ladder_merge_is_precision_weighted():
     values = {n: s["value"] for n, s in guide.nodes.items() if s["type"] == "sample"}
     q = guide.nodes["z3"]["fn"].base_dist
     factor = program.factors["z3"]
-    own = factor.family.condition(factor.context({"x": x, "z4": values["z4"]})).base_dist
+    upward = {"x": x}
+    program.feature("d3", upward)  # the bottom-up pass up to d3
+    own = factor.family.condition(factor.context({**upward, "z4": values["z4"]})).base_dist
     prior = program.sites["z3"].condition(values["z4"]).base_dist
     precision = own.scale ** -2 + prior.scale ** -2
     assert torch.allclose(q.scale, precision.rsqrt())

@@ -9,13 +9,13 @@ import pyro
 import pytest
 import torch
 
-from hiervae.program import build_program, elbo_terms, loss
 from hiervae.errors import SpecError
 from hiervae.evaluation.iw import iw_log_likelihood
 from hiervae.graph import build_graph, load_graph
+from hiervae.language import parse_spec
 from hiervae.nn import EvidenceResidualNet
 from hiervae.nn.networks.resnet import ResNetDecoder, ResNetEncoder
-from hiervae.language import parse_spec
+from hiervae.program import build_program, elbo_terms, loss
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 RESNET_SPECS = ["sere_resnet_mnist", "sere_resnet_mnist_faithful"]
@@ -55,7 +55,7 @@ def test_paper_networks_are_built(name):
 
 def test_evidence_slice_follows_given_order():
     text = (SPECS / "sere_resnet_mnist_faithful.yaml").read_text().replace("given: [x, z1..z(l-1)]", "given: [z1..z(l-1), x]")
-    program = build_program(build_graph(parse_spec(text, file="f.yaml", overrides=["vars.L=3"])))
+    program = build_program(build_graph(parse_spec(text, file=str(SPECS / "f.yaml"), overrides=["vars.L=3"])))
     assert program.factors["eps3"].family.nets[0].evidence == (40, 104)  # after z1, z2 encoded to 20 each
     assert program.factors["eps1"].family.nets[0].evidence == (0, 64)
 

@@ -19,14 +19,13 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-import yaml
+from oracle.random_specs import random_spec
 from pyro.infer.inspect import get_dependencies
 
 from hiervae.graph import build_graph, load_graph
-from hiervae.graph.ir import OBSERVED, TRANSFORM, ModelGraph
-from hiervae.language import parse_spec
+from hiervae.graph.ir import TRANSFORM, ModelGraph
+from hiervae.language import load_spec, parse_spec
 from hiervae.program import build_program
-from oracle.random_specs import random_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 BATCH = 2
@@ -37,6 +36,9 @@ def sources(graph: ModelGraph, names, as_tracked: bool = False) -> set[str]:
     ``as_tracked``: what provenance can see through an nflows coupling (its input only)."""
     out: set[str] = set()
     for name in names:
+        if name in graph.features:  # a guide feature: computed from its given
+            out |= sources(graph, graph.features[name].given, as_tracked)
+            continue
         node = graph.nodes[name]
         if node.kind != TRANSFORM:
             out.add(name)
@@ -64,7 +66,8 @@ def _data_sites(graph: ModelGraph) -> dict[str, torch.Tensor]:
 def _dependencies(graph: ModelGraph, program, which: str) -> dict[str, set[str]]:
     def wrapped():
         data = _data_sites(graph)
-        x = data[graph.observed[0]].clamp(0.01, 0.99).round() if graph.data.binarize != "none" else data[graph.observed[0]] * 0.9
+        binary = graph.data.binarize != "none"
+        x = {o: v.clamp(0.01, 0.99).round() if binary else v * 0.9 for o, v in data.items()}
         return getattr(program, which)(x)
 
     deps = get_dependencies(wrapped)["prior_dependencies"]
@@ -87,7 +90,7 @@ def assert_reads_exactly_the_declared_inputs(graph: ModelGraph) -> None:
 
 
 def _shrunk(name: str) -> list[str]:
-    doc = yaml.safe_load((SPECS / f"{name}.yaml").read_text())
+    doc = load_spec(SPECS / f"{name}.yaml").data  # the merged document (extends resolved)
     out = ["vars.L=3"] if "L" in doc.get("vars", {}) else []
     for key, net in doc.get("networks", {}).items():
         out.append(f"networks.{key}.{'resnet' if 'resnet' in net else 'mlp'}=[{'2, 2' if 'resnet' in net else '4'}]")
@@ -105,11 +108,15 @@ def test_every_shipped_site_reads_exactly_its_declared_inputs(name):
 def test_random_specs_read_exactly_their_declared_inputs():
     rnd = random.Random(11)
     omitting_data = 0
-    for _ in range(40):
-        graph = build_graph(parse_spec(random_spec(rnd)))
+    reading_features = two_observed = 0
+    for i in range(60):
+        graph = build_graph(parse_spec(random_spec(rnd, observed_max=1 + i % 2, features=i % 3 > 0)))
         assert_reads_exactly_the_declared_inputs(graph)
         omitting_data += sum(not set(graph.observed) <= set(f.given) for f in graph.guide)
+        reading_features += sum(bool(set(f.given) & set(graph.features)) for f in graph.guide)
+        two_observed += len(graph.observed) == 2
     assert omitting_data >= 20  # factors that do not read the data are among them
+    assert reading_features >= 10 and two_observed >= 3  # and guide features, and models observing two nodes
 
 
 def test_the_provenance_test_sees_a_factor_that_reads_less_or_more():
