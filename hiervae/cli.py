@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--all", action="store_true", help="details and suggestions for every failing factor (default: the first 25)")
+    p.add_argument("--fix", action="store_true", help="write the corrected spec (an `extends:` overlay giving each failing factor its fix) and check it")
+    p.add_argument("-o", "--out", default=None, metavar="FILE", help="where --fix writes (default: SPEC_fixed.yaml beside the spec)")
 
     p = sub.add_parser("render", help="draw the generative and inference graphs side by side (graphviz)")
     _add_spec_args(p)

@@ -34,13 +34,47 @@ def run_check(args: argparse.Namespace) -> int:
     from hiervae.graph.faithfulness import check
     from hiervae.graph.report import format_report
 
+    if (args.fix or args.out) and args.overrides:
+        raise HiervaeError("--fix writes an overlay of the file as written: put the --set values in the file first")
+    if args.out and not args.fix:
+        raise HiervaeError("-o names the file --fix writes: add --fix")
     graph = load_graph(args.spec, args.overrides)
-    report = check(graph, max_suggestions=None if args.all else 25)
+    report = check(graph, max_suggestions=None if args.all or args.fix else 25)
+    fixed = _write_fix(args, graph, report) if args.fix and not report.faithful else None
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        out = report.to_json()
+        if fixed is not None:
+            out["fix"] = {"written": str(fixed[0]), "faithful": fixed[1].faithful}
+        print(json.dumps(out, indent=2))
     else:
         print(format_report(graph, report, show_all=args.all))
-    return 0 if report.faithful else 1
+        if fixed is not None:
+            verdict = "FAITHFUL" if fixed[1].faithful else "still NOT FAITHFUL"
+            print(f"\nfix: wrote {display_path(fixed[0])}; hiervae check {display_path(fixed[0])}: {verdict}")
+        elif args.fix:
+            print("\nfix: nothing to fix")
+    return 0 if (fixed[1] if fixed else report).faithful else 1
+
+
+def _write_fix(args: argparse.Namespace, graph, report):
+    """Write the corrected overlay and check it: (path, its report)."""
+    from hiervae.fileio import atomic_write_text
+    from hiervae.graph import load_graph
+    from hiervae.graph.faithfulness import check
+    from hiervae.language import load_spec
+    from hiervae.language.fix import fix_overlay
+
+    spec_path = Path(args.spec)
+    out = Path(args.out) if args.out else spec_path.with_name(f"{spec_path.stem}_fixed.yaml")
+    if out.resolve() == spec_path.resolve():
+        raise HiervaeError(f"--fix would overwrite {display_path(spec_path)}: name another file with -o")
+    fixes = {f.latent: f.suggestion for f in report.factors if not f.passed and f.suggestion is not None}
+    givens = {f.latent: f.given for f in graph.guide} | {n: f.given for n, f in graph.features.items()}
+    try:
+        atomic_write_text(out, fix_overlay(load_spec(spec_path), givens, fixes, out))
+    except OSError as err:
+        raise HiervaeError(f"{display_path(out)}: cannot write the fixed spec ({err.strerror})") from None
+    return out, check(load_graph(out))
 
 
 @command("render")

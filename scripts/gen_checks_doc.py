@@ -52,9 +52,9 @@ HEADLINE = "sere_mlp_mnist"
 DECODER_ON_ZL = ("model.1.x.given=[z(L)]",)
 SUMMARY_MODEL = (
     "model.0.nodes.h(l)={transform: residual, dim: 20, given: [h(l-1), z(l)], net: bij}",
-    "model.1.x.given=[h(L)]",
+    "model.x.given=[h(L)]",
 )
-SUMMARY_GUIDE = ("guide.0.factors.eps(l).given=[x, z(l-1), h(l-1)]",)
+SUMMARY_GUIDE = ("guide.eps(l).given=[x, z(l-1), h(l-1)]",)
 
 
 class StaleNarrative(RuntimeError):
@@ -358,6 +358,12 @@ def _headline(by: dict[str, Checked], spec_dir: Path = SPECS) -> list[str]:
             "no latent encoder), so the variational network's input width grows with l.",
         ]
     lines += [
+        "",
+        f"`hiervae check {c.path} --fix` writes this correction itself: an `extends:` overlay",
+        "of the spec (`*_fixed.yaml` beside it, or `-o FILE`) giving every failing factor the suggested",
+        "`given` (a loop's factors written out one by one, since the fix differs per iteration; encoders",
+        "of nodes the fix no longer reads dropped), and then checks the file it wrote. The shipped",
+        "`*_faithful.yaml` variants are the same correction written by hand as a 4-line overlay.",
         "",
         "A constant-size alternative changes the model instead of the guide: if the decoder read a",
         "deterministic summary h_L, with h_l = r(h_{l-1}, z_l), in place of z_1..z_L, the checker",
