@@ -30,15 +30,19 @@ def command(name: str):
 
 @command("check")
 def run_check(args: argparse.Namespace) -> int:
-    from hiervae.graph import load_graph
+    from hiervae.graph import build_graph
     from hiervae.graph.faithfulness import check
+    from hiervae.language import load_spec
+    from hiervae.policy import select_objective
     from hiervae.graph.report import format_report
 
     if (args.fix or args.out) and args.overrides:
         raise HiervaeError("--fix writes an overlay of the file as written: put the --set values in the file first")
     if args.out and not args.fix:
         raise HiervaeError("-o names the file --fix writes: add --fix")
-    graph = load_graph(args.spec, args.overrides)
+    spec = load_spec(args.spec, args.overrides)
+    graph = build_graph(spec)
+    select_objective(graph, spec.source)  # what fit would refuse about train:, refused here first
     report = check(graph, max_suggestions=None if args.all or args.fix else 25)
     fixed = _write_fix(args, graph, report) if args.fix and not report.faithful else None
     if args.json:

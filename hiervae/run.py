@@ -43,6 +43,7 @@ class RunDir:
 
     spec = property(lambda self: self.path / "spec.yaml")
     checkpoint = property(lambda self: self.path / "checkpoint.pt")
+    best_checkpoint = property(lambda self: self.path / "best.pt")  # the epoch with the best validation ELBO
     metrics = property(lambda self: self.path / "metrics.jsonl")
     tensorboard = property(lambda self: self.path / "tensorboard")
     plots = property(lambda self: self.path / "plots")
@@ -59,16 +60,18 @@ class RunDir:
             raise RunError(f"{shown}: no checkpoint.pt yet (has `hiervae fit` finished an epoch?)")
         return self
 
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Atomically, and only a state whose every floating tensor is finite."""
+    def save_checkpoint(self, state: dict[str, Any], best: bool = False) -> None:
+        """Atomically, and only a state whose every floating tensor is finite (``best``: as
+        ``best.pt``)."""
+        path = self.best_checkpoint if best else self.checkpoint
         bad = nonfinite_tensors(state)
         if bad:
-            raise RunError(f"not saving {display_path(self.checkpoint)}: {', '.join(bad[:3])} hold non-finite values"
+            raise RunError(f"not saving {display_path(path)}: {', '.join(bad[:3])} hold non-finite values"
                            f"{' (and more)' if len(bad) > 3 else ''}; the previous checkpoint is kept")
         try:
-            atomic_torch_save(state, self.checkpoint)
+            atomic_torch_save(state, path)
         except OSError as err:
-            raise RunError(f"cannot write {display_path(self.checkpoint)} ({err.strerror or err}); "
+            raise RunError(f"cannot write {display_path(path)} ({err.strerror or err}); "
                            f"the previous checkpoint is kept") from None
 
     def remove_stale_temporaries(self) -> list[Path]:
@@ -78,19 +81,21 @@ class RunDir:
             path.unlink(missing_ok=True)
         return stale
 
-    def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-        """The checkpoint, read with ``weights_only=True``: tensors and plain values only, so a
-        file that names any other object (a planted pickle payload) is refused, never run."""
+    def load_checkpoint(self, map_location: str | torch.device = "cpu", best: bool = False) -> dict[str, Any]:
+        """The checkpoint (``best``: ``best.pt``), read with ``weights_only=True``: tensors and
+        plain values only, so a file that names any other object (a planted pickle payload)
+        is refused, never run."""
+        path = self.best_checkpoint if best else self.checkpoint
         try:
-            state = torch.load(self.checkpoint, map_location=map_location, weights_only=True)
+            state = torch.load(path, map_location=map_location, weights_only=True)
         except FileNotFoundError:
-            raise RunError(f"{display_path(self.checkpoint)}: no checkpoint") from None
+            raise RunError(f"{display_path(path)}: no checkpoint") from None
         except Exception as err:  # a corrupt or foreign file: say which, not a traceback
             first = (str(err).strip().splitlines() or [""])[0][:200]
-            raise RunError(f"{display_path(self.checkpoint)}: unreadable checkpoint, or one that holds more than "
+            raise RunError(f"{display_path(path)}: unreadable checkpoint, or one that holds more than "
                            f"tensors and plain values ({err.__class__.__name__}: {first})") from None
         if not isinstance(state, dict) or not isinstance(state.get("program"), dict):
-            raise RunError(f"{display_path(self.checkpoint)}: not a hiervae checkpoint (no program state)")
+            raise RunError(f"{display_path(path)}: not a hiervae checkpoint (no program state)")
         return state
 
     def record_data(self, source: dict | None) -> None:
@@ -115,12 +120,12 @@ class RunDir:
     def load_graph(self):
         return load_graph(self.spec)
 
-    def load_trained(self, device: str | torch.device = "cpu") -> "Trained":
-        """The graph, the program with the checkpoint's weights (in eval mode) and the
-        run's analytic-KL decision (the one ``fit`` trained with)."""
+    def load_trained(self, device: str | torch.device = "cpu", best: bool = False) -> "Trained":
+        """The graph, the program with the checkpoint's weights (in eval mode; ``best``: the
+        best epoch's) and the run's analytic-KL decision (the one ``fit`` trained with)."""
         graph = self.load_graph()
         program = build_program(graph).to(device)
-        state = self.load_checkpoint(map_location=device)
+        state = self.load_checkpoint(map_location=device, best=best)
         try:
             program.load_state_dict(state["program"])
         except (KeyError, RuntimeError, TypeError, AttributeError) as err:

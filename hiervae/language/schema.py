@@ -152,11 +152,16 @@ class DataSpec(_Strict):
 
 
 class AdamSpec(_Strict):
-    name: Literal["adam"] = "adam"
+    name: Literal["adam", "adamw", "clipped_adam"] = Field(
+        "adam", description="adam (L2 weight decay), adamw (decoupled weight decay), clipped_adam (pyro.optim.ClippedAdam: "
+                            "gradients clamped elementwise to clip_norm, lr decayed by lrd per step; pyro engine)")
     lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0, description="L2 regularisation (paper: 1e-5)")
+    weight_decay: float = Field(0.0, ge=0, description="L2 regularisation (paper: 1e-5); adamw: decoupled")
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
+    clip_norm: float | None = Field(None, gt=0, description="clip each parameter's gradient to this norm before the "
+                                                             "step (Pyro's clip_args; clipped_adam: its own clip, default 10)")
+    lrd: float = Field(1.0, gt=0, le=1, description="clipped_adam: learning-rate decay per step")
 
 
 class GeometricWarmup(_Strict):
@@ -189,7 +194,18 @@ class TrainSpec(_Strict):
     reconstruction_epochs: int = Field(0, ge=0, description="reconstruction-only phase (beta = 0) before warm-up")
     kl_warmup: Warmup = ConstantBeta(schedule="constant")
     free_bits: float = Field(0.0, ge=0, description="nats per layer group below which KL is not penalised")
-    elbo: Literal["auto", "mean_field", "trace"] = Field("auto", description="auto: analytic KL where `check` allows it")
+    engine: Literal["direct", "pyro"] = Field(
+        "direct", description="direct: hiervae's own evaluation of Pyro's loss (fast, tested equal); pyro: pyro.infer.SVI "
+                              "with a pyro.optim optimiser")
+    elbo: Literal["auto", "mean_field", "trace", "tracegraph", "renyi", "iwae"] = Field(
+        "auto", description="auto: analytic KL (TraceMeanField_ELBO) where `check` allows it, else trace; mean_field, "
+                            "trace, tracegraph (pyro engine): Pyro's ELBOs; renyi (pyro engine): RenyiELBO(alpha); "
+                            "iwae: the importance-weighted bound with num_particles samples (RenyiELBO(0, K))")
+    num_particles: PositiveInt = Field(1, description="samples per data point (iwae/renyi: the K of the bound)")
+    renyi_alpha: float = Field(0.0, description="renyi: alpha (0: the IWAE bound; 1 is not allowed)")
+    dreg: bool = Field(False, description="iwae on the direct engine: doubly-reparameterised gradients for the guide")
+    early_stopping: StrictInt | None = Field(None, ge=1, description="stop after this many epochs without a better "
+                                                                     "validation ELBO (patience)")
     compile: bool = Field(False, description="torch.compile the training loss")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16: the networks' matmuls under bf16 autocast, their outputs, the log densities, KL and "

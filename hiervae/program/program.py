@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import pyro
 import torch
 from torch import nn
 from torch.distributions import Distribution
@@ -37,6 +38,7 @@ from hiervae.program.kl import KLFunction, resolve_kl
 from hiervae.program.sites import DirectSites, PyroSites
 
 Sites = PyroSites | DirectSites
+PYRO_NAME = "hiervae"  # the module name of a program's parameters in Pyro's param store
 _PASS = DirectSites(())  # default for direct calls of transform/posterior: values pass through
 
 
@@ -132,11 +134,26 @@ class Program(nn.Module):
     # -------------------------------------------------------------- Pyro program
     def model(self, data: torch.Tensor | Mapping[str, torch.Tensor], beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
         """p(observed, latents): latents scaled by ``beta``, observations unscaled."""
+        self.register_pyro()
         return self.run_model(data, PyroSites(beta, in_guide=False))
 
     def guide(self, data: torch.Tensor | Mapping[str, torch.Tensor], beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
         """q(latents | observed) in the guide's sampling order, sharing the model's transforms."""
+        self.register_pyro()
         return self.run_guide(data, PyroSites(beta, in_guide=True))
+
+    def register_pyro(self) -> None:
+        """``pyro.module(PYRO_NAME, self)``: every parameter in Pyro's param store, so an
+        ``SVI`` of ``program.model`` / ``program.guide`` trains them as written.  The store
+        is made to hold *this* program's tensors first: an entry of the same name left by
+        another program (an earlier one in the same process) would otherwise be what the
+        optimiser steps, while the loss reads this program's parameters."""
+        store = pyro.get_param_store()
+        for name, param in self.named_parameters():
+            key = f"{PYRO_NAME}$$${name}"
+            if key not in store or store[key] is not param:
+                store[key] = param
+        pyro.module(PYRO_NAME, self)
 
     # -------------------------------------------------------------- direct evaluation
     def walk(self, data: torch.Tensor | Mapping[str, torch.Tensor], particles: int | None = None) -> tuple[DirectSites, DirectSites]:

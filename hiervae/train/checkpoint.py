@@ -20,16 +20,17 @@ import torch
 import yaml
 
 from hiervae.data import own
-
 from hiervae.errors import RunError, display_path
 from hiervae.fileio import atomic_write_text
 from hiervae.language import Spec
+from hiervae.language import schema as S
 from hiervae.run import RunDir
 from hiervae.train.metrics import MetricsLog, TensorBoard
 
 CHECKPOINT_VERSION = 1
-RESUME_MAY_CHANGE = (("train", "epochs"), ("data", "data_dir"))
-"""Keys of the resolved spec that may change on ``--resume``."""
+RESUME_MAY_CHANGE = (("train", "epochs"), ("train", "early_stopping"), ("data", "data_dir"))
+"""Keys of the resolved spec that may change on ``--resume`` (anything else, the learning
+rate included, is refused: a changed spec is a new run, ``--out DIR``)."""
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -130,6 +131,10 @@ def _prepare_run(run: RunDir, spec: Spec, resume: bool, log: Callable[[str], Non
             raise RunError(f"--resume: the spec differs from the run's {display_path(run.spec)} at {key} "
                            f"({diff[1]!r} in the run, {diff[2]!r} now); resume with the same spec and --set, or use --out DIR for a new run")
         state = run.load_checkpoint(map_location="cpu")
+        done, epochs = state.get("epoch"), (current.get("train") or {}).get("epochs", S.TrainSpec().epochs)
+        if isinstance(done, int) and epochs < done:
+            raise RunError(f"--resume: {shown} has trained {done} epochs already; train.epochs {epochs} would train "
+                           f"none (give more than {done} to train longer)")
         if saved != current:  # only train.epochs / data.data_dir changed: the spec on disk follows
             atomic_write_text(run.spec, _resolved(spec))
         return state

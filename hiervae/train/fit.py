@@ -34,7 +34,7 @@ from hiervae.errors import RunError, SpecError, display_path
 from hiervae.graph import ModelGraph, build_graph
 from hiervae.graph.data_check import NO_DATASET
 from hiervae.language import Spec, load_spec
-from hiervae.policy import resolve_device, select_analytic_kl
+from hiervae.policy import resolve_device, select_objective
 from hiervae.program import build_program
 from hiervae.run import RunDir
 from hiervae.train.checkpoint import prepare_run
@@ -133,7 +133,11 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
     progress = progress and main
     train = graph.train
     dev = world.device if world is not None else resolve_device(device)
-    analytic_kl = select_analytic_kl(graph, spec.source.at(("train", "elbo")))
+    objective = select_objective(graph, spec.source)
+    analytic_kl = objective.analytic_kl
+    if world is not None and (objective.engine != "direct" or objective.elbo == "iwae"):
+        raise RunError("data-parallel training (--nproc, torchrun) runs the direct engine's ELBO: drop "
+                       "train.engine: pyro / train.elbo: iwae, or train in one process")
     run = RunDir(out if out is not None else Path("runs") / spec.name)
 
     if world is not None and world.local_rank != 0:
@@ -153,7 +157,7 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
                        f"{(str(err).splitlines() or [''])[0][:120]}); make it smaller") from None
     if world is not None:
         program = world.prepare(program)
-    trainer = Trainer(program, graph, data, device=dev, analytic_kl=analytic_kl, world=world)
+    trainer = Trainer(program, graph, data, device=dev, analytic_kl=analytic_kl, world=world, objective=objective)
     if world is None:
         resume_state = prepare_run(run, spec, resume, log)  # touches the run directory only now
         with _writing(run):
@@ -187,6 +191,7 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
         tensorboard = TensorBoard(run.tensorboard, purge_step=start + 1 if start else None) if main else None
     last_plot = -math.inf
     stopped: NonFiniteStop | None = None
+    early: int | None = None
     try:
         with pyro.validation_enabled(False), _writing(run):
             for epoch in range(start, train.epochs):
@@ -206,8 +211,10 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
                 s = trainer.state
                 s.epoch = epoch + 1
                 s.valid_elbo = valid.get("valid_elbo")
-                if s.valid_elbo is not None and math.isfinite(s.valid_elbo) and (s.best_valid_elbo is None or s.valid_elbo > s.best_valid_elbo):
-                    s.best_valid_elbo = s.valid_elbo
+                improved = s.valid_elbo is not None and math.isfinite(s.valid_elbo) and (
+                    s.best_valid_elbo is None or s.valid_elbo > s.best_valid_elbo)
+                if improved:
+                    s.best_valid_elbo, s.best_epoch = s.valid_elbo, s.epoch
                 record = epoch_record(
                     epoch=s.epoch, step=s.step, phase=summary["phase"], beta=summary["beta"], lr=summary["lr"],
                     **{k: summary[k] for k in ("train_elbo", "train_loss", "train_log_likelihood", "train_kl", "kl_per_latent",
@@ -223,8 +230,19 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
                     metrics.append({"kind": "compile", "epoch": s.epoch, "first_step_s": round(trainer.compile_seconds, 3)})
                 metrics.append(record)
                 tensorboard.log_epoch(record)
-                run.save_checkpoint(trainer.checkpoint({"spec_name": spec.name}))
+                state = trainer.checkpoint({"spec_name": spec.name})
+                run.save_checkpoint(state)
+                if improved:  # the best epoch by validation ELBO, beside the last
+                    run.save_checkpoint(state, best=True)
                 log(epoch_line(record, train.epochs))
+                patience = train.early_stopping
+                if patience is not None and s.best_epoch and s.epoch - s.best_epoch >= patience:
+                    early = s.epoch
+                    metrics.append({"kind": "stopped", "reason": "early_stopping", "epoch": s.epoch,
+                                    "best_epoch": s.best_epoch, "patience": patience})
+                    log(f"early stopping after epoch {s.epoch}: no better validation ELBO in {patience} epochs "
+                        f"(best {s.best_valid_elbo:.4f} at epoch {s.best_epoch}, kept in {display_path(run.best_checkpoint)})")
+                    break
                 last = epoch + 1 == train.epochs
                 if last or time.monotonic() - last_plot >= PLOT_EVERY_S:
                     plots.write_plots(history, run.plots, title)
@@ -232,7 +250,7 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
     finally:
         if tensorboard is not None:
             tensorboard.close()
-    if main and history and (stopped is not None or start >= train.epochs):
+    if main and history and (stopped is not None or early is not None or start >= train.epochs):
         with _writing(run):
             plots.write_plots(history, run.plots, title)
     if stopped is not None:

@@ -1,4 +1,4 @@
-"""One ``torch.optim.Adam`` over every parameter of a program.
+"""One ``torch.optim.Adam`` (or ``AdamW``) over every parameter of a program (the direct engine).
 
 Not ``pyro.optim``: it makes one Adam per parameter plus param-store bookkeeping
 (0.72x the speed, docs/performance.md).  ``fused=True`` where this torch supports it
@@ -18,22 +18,36 @@ import torch
 from hiervae.language import schema as S
 
 
+OPTIMISERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}  # clipped_adam: the pyro engine
+
+
 def make_optimizer(params: Iterable[torch.nn.Parameter], spec: S.AdamSpec, *, fused: bool | None = None) -> torch.optim.Adam:
-    """Adam with ``spec``'s lr, betas, eps and weight decay (L2, coupled as in the paper).
+    """Adam (weight decay as L2, coupled, as in the paper) or AdamW (decoupled) with
+    ``spec``'s lr, betas, eps and weight decay.
 
     ``fused=None`` tries the fused implementation and falls back quietly.
     """
     params = [p for p in params if p.requires_grad]
+    cls = OPTIMISERS[spec.name]
     kwargs = dict(lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps, weight_decay=spec.weight_decay)
     if fused is not False:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return torch.optim.Adam(params, fused=True, **kwargs)
+                return cls(params, fused=True, **kwargs)
         except (RuntimeError, TypeError, ValueError):
             if fused:
                 raise
-    return torch.optim.Adam(params, **kwargs)
+    return cls(params, **kwargs)
+
+
+def clip_each(params: list[torch.nn.Parameter], max_norm: float) -> None:
+    """Scale each parameter's gradient to norm at most ``max_norm``, exactly as Pyro's
+    ``clip_args={"clip_norm": max_norm}`` (``clip_grad_norm_`` per parameter), no host sync."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads:
+        norms = torch._foreach_norm(grads)
+        torch._foreach_mul_(grads, [torch.clamp(max_norm / (n + 1e-6), max=1.0) for n in norms])
 
 
 def is_fused(optimizer: torch.optim.Optimizer) -> bool:

@@ -23,6 +23,7 @@ averages gradients with the other ranks every step.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -37,10 +38,13 @@ from hiervae.data.dequantize import bits_per_dim
 from hiervae.errors import RunError
 from hiervae.graph import ModelGraph
 from hiervae.nn.precision import network_precision
+from hiervae.policy import Objective, select_objective
 from hiervae.program import Program, compile_loss, elbo_terms, loss
+from hiervae.program.iwae import dreg_surrogate, guide_parameters, iw_terms
 from hiervae.train.checkpoint import CHECKPOINT_VERSION, rng_state, set_rng_state
 from hiervae.train.metrics import EpochStats
-from hiervae.train.optim import grads_finite, make_optimizer, set_lr, step_unless
+from hiervae.train.optim import clip_each, grads_finite, make_optimizer, set_lr, step_unless
+from hiervae.train.pyro_engine import PyroEngine
 from hiervae.train.schedules import BetaPlan, LRSchedule, beta_schedule, lr_schedule
 
 if TYPE_CHECKING:
@@ -67,25 +71,32 @@ class TrainState:
     nonfinite_streak: int = 0  # consecutive non-finite steps at the end of the last epoch
     best_valid_elbo: float | None = None
     valid_elbo: float | None = None
+    best_epoch: int = 0  # the epoch of best_valid_elbo (early stopping counts from it)
 
 
 class Trainer:
     """The training loop of one program on one device (the spec's ``train:`` section)."""
 
     def __init__(self, program: Program, graph: ModelGraph, data: BoundData | DataSplits, *, device: torch.device,
-                 analytic_kl: bool, optimizer: torch.optim.Optimizer | None = None, world: World | None = None):
+                 analytic_kl: bool, optimizer: torch.optim.Optimizer | None = None, world: World | None = None,
+                 objective: Objective | None = None):
         if isinstance(data, DataSplits):  # a dataset's splits: bound to the one observed node
             data = bind(data, graph)
         self.program, self.graph, self.data, self.device = program, graph, data, device
         self.world = world
         self.train_spec = graph.train
         self.analytic_kl = analytic_kl
+        self.plan = dataclasses.replace(objective or select_objective(graph), analytic_kl=analytic_kl)
+        self.engine = PyroEngine(program, self.plan, self.train_spec.optimizer) if self.plan.engine == "pyro" else None
+        self._lr: float | None = None
         self.free_bits = float(self.train_spec.free_bits)
         self.pixel_dims = graph.pixel_dims  # D: ELBOs are also reported in bits/dim
         self.params = [p for p in program.parameters() if p.requires_grad]
+        guide_ids = {id(p) for p in guide_parameters(program)} if self.plan.dreg else set()
+        self.dreg_split = ([p for p in self.params if id(p) not in guide_ids], [p for p in self.params if id(p) in guide_ids])
         # running statistics a forward pass updates: restored after a skipped (non-finite) step
         self.statistics = [b for name, b in program.named_buffers() if name.rsplit(".", 1)[-1] in RUNNING_STATISTICS]
-        self.optimizer = optimizer or make_optimizer(self.params, self.train_spec.optimizer)
+        self.optimizer = None if self.engine is not None else optimizer or make_optimizer(self.params, self.train_spec.optimizer)
         self.betas: BetaPlan = beta_schedule(self.train_spec)
         self.lrs: LRSchedule = lr_schedule(self.train_spec)
         bs = self.train_spec.batch_size
@@ -109,7 +120,9 @@ class Trainer:
 
     # ------------------------------------------------------------ one step
     def _objective(self, x: Observations, beta: torch.Tensor):
-        """(loss per example, sum of log-likelihoods, per-latent sums of KL)."""
+        """(loss per example, sum of log-likelihoods, per-latent sums of KL, DReG surrogate or None)."""
+        if self.plan.elbo == "iwae":
+            return self._iw_objective(x, beta)
         if self.world is None:
             terms = elbo_terms(self.program, x, self.analytic_kl)
             value = loss(terms, beta, self.free_bits) / x.size
@@ -118,17 +131,54 @@ class Trainer:
                 terms = elbo_terms(self.program, x, self.analytic_kl)
             value = self.world.loss(terms, beta, self.free_bits) / x.size
         kl = torch.stack([k.detach().sum() for k in terms.kl.values()]) if terms.kl else terms.log_likelihood.new_zeros(0)
-        return value, terms.log_likelihood.detach().sum(), kl
+        return value, terms.log_likelihood.detach().sum(), kl, None
+
+    def _iw_objective(self, x: Observations, beta: torch.Tensor):
+        """The importance-weighted bound with K = train.num_particles; the logged ELBO is
+        the bound at beta = 1 and the KL per latent the particles' mean of log q - log p."""
+        terms = iw_terms(self.program, x, self.plan.particles)
+        value = -terms.bound(beta).sum() / x.size
+        with torch.no_grad():
+            kl = torch.stack([r.mean(0).sum() for r in terms.log_ratio.values()]) if terms.log_ratio \
+                else value.new_zeros(0)
+            ll = terms.bound(1.0).sum() + kl.sum()
+        surrogate = dreg_surrogate(self.program, x, terms, beta) / x.size if self.plan.dreg else None
+        return value, ll, kl, surrogate
+
+    def _backward(self, value: torch.Tensor, surrogate: torch.Tensor | None) -> None:
+        if surrogate is None:
+            value.backward()
+            return
+        others, guide = self.dreg_split  # model parameters: the IWAE gradient; the guide's: DReG
+        for params, target, retain in ((others, value, True), (guide, surrogate, False)):
+            grads = torch.autograd.grad(target, params, retain_graph=retain, allow_unused=True)
+            for p, g in zip(params, grads):
+                p.grad = g
+
+    def _pyro_step(self, x: Observations, stats: EpochStats) -> None:
+        with network_precision(self.program, self.train_spec.precision, self.device.type):
+            loss_sum = self.engine.step(x, self.beta)
+        value = torch.tensor(loss_sum, dtype=torch.float64, device=self.device)
+        ok = torch.isfinite(value)
+        # SVI returns its loss only: the epoch's train_elbo is minus that (annealed) loss, KL comes from validation
+        stats.add(value, -value, torch.zeros(len(self.program.latents), device=self.device), x.size, ok)
+        self._streak = torch.where(ok, torch.zeros_like(self._streak), self._streak + 1)
+        self._worst = torch.maximum(self._worst, self._streak)
+        self.state.step += 1
 
     def train_step(self, x: Observations, stats: EpochStats) -> None:
+        if self.engine is not None:
+            return self._pyro_step(x, stats)
         first_compiled = self.train_spec.compile and self.compile_seconds is None
         started = time.perf_counter() if first_compiled else 0.0
         saved = [b.clone() for b in self.statistics]
         with network_precision(self.program, self.train_spec.precision, self.device.type):
-            value, ll, kl = self.objective(x, self.beta)
+            value, ll, kl, surrogate = self.objective(x, self.beta)
         self.optimizer.zero_grad(set_to_none=True)
-        value.backward()
+        self._backward(value, surrogate)
         checked = value if self.world is None else self.world.average_gradients(self.params, value)
+        if self.train_spec.optimizer.clip_norm:
+            clip_each(self.params, self.train_spec.optimizer.clip_norm)
         ok = grads_finite(self.params, checked)
         step_unless(self.optimizer, ok)
         for buffer, before in zip(self.statistics, saved):  # a skipped step leaves them as they were (no sync)
@@ -153,7 +203,11 @@ class Trainer:
         ``beta`` of the summary is the mean of the betas its steps used."""
         betas = self.betas.epoch_betas(epoch, max(len(self.batches), 1))
         beta, lr = _mean(betas), self.lrs(epoch)
-        set_lr(self.optimizer, lr)
+        if self.engine is None:
+            set_lr(self.optimizer, lr)
+        elif lr != self._lr:  # a pyro optimiser's own per-step decay (clipped_adam's lrd) is left alone
+            self.engine.set_lr(lr)
+        self._lr = lr
         self.program.train()
         stats = EpochStats(self.program.latents, self.device)
         self._worst.copy_(self._streak)
@@ -224,7 +278,9 @@ class Trainer:
         return {
             "version": CHECKPOINT_VERSION,
             "program": self.program.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.engine is None else self.engine.state_dict(),
+            "engine": self.plan.engine,
+            "best_epoch": s.best_epoch,
             "epoch": s.epoch,
             "step": s.step,
             "rng": rng_state(self.device),
@@ -238,12 +294,19 @@ class Trainer:
     def load_checkpoint(self, state: dict[str, Any], where: str = "checkpoint") -> None:
         try:
             self.program.load_state_dict(state["program"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            if state.get("engine", "direct") != self.plan.engine:
+                raise ValueError(f"trained with the {state.get('engine', 'direct')} engine, now {self.plan.engine}")
+            if self.engine is None:
+                self.optimizer.load_state_dict(state["optimizer"])
+            else:
+                self.engine.load_state_dict(state["optimizer"])
             self.state = TrainState(
                 epoch=int(state["epoch"]), step=int(state["step"]),
                 nonfinite_total=int(state["nonfinite"]["total"]), nonfinite_streak=int(state["nonfinite"]["consecutive"]),
                 best_valid_elbo=state.get("best_valid_elbo"), valid_elbo=state.get("valid_elbo"),
+                best_epoch=int(state.get("best_epoch") or 0),
             )
+            self._lr = None
             rng = state["rng"]
             self._streak.fill_(self.state.nonfinite_streak)
             set_rng_state(rng, self.device, replica=self.world is not None)

@@ -71,10 +71,17 @@ def assert_same_state(a: dict, b: dict):
 def assert_same_checkpoint(run_a: Path, run_b: Path):
     a, b = RunDir(run_a).load_checkpoint(), RunDir(run_b).load_checkpoint()
     assert_same_state(a["program"], b["program"])
-    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        assert_same_state(sa[k], sb[k])
+    if "pyro_optim" in a["optimizer"]:  # one optimiser per parameter (pyro engine)
+        pa, pb = a["optimizer"]["pyro_optim"], b["optimizer"]["pyro_optim"]
+        assert pa.keys() == pb.keys() and pa
+        pairs = [(pa[k]["state"], pb[k]["state"]) for k in pa]
+        assert all(x["param_groups"] == y["param_groups"] for x, y in zip(pa.values(), pb.values()))
+    else:
+        pairs = [(a["optimizer"]["state"], b["optimizer"]["state"])]
+    for sa, sb in pairs:
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert_same_state(sa[k], sb[k])
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
     for key in ("epoch", "step", "nonfinite", "best_valid_elbo", "valid_elbo"):
         assert a[key] == b[key], key
@@ -131,8 +138,13 @@ def test_tensorboard_holds_the_epoch_scalars(trained):
 
 
 # ---------------------------------------------------------------- resume
-def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, monkeypatch):
-    overrides = ["train.epochs=2", "train.lr_schedule=cosine", "train.optimizer.weight_decay=1e-4"]
+@pytest.mark.parametrize("engine", [
+    [],
+    ["train.engine=pyro", "train.free_bits=0", "train.elbo=trace", "train.optimizer.clip_norm=2"],
+    ["train.free_bits=0", "train.elbo=iwae", "train.num_particles=3", "train.dreg=true"],
+], ids=["direct", "pyro", "iwae-dreg"])
+def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, monkeypatch, engine):
+    overrides = ["train.epochs=2", "train.lr_schedule=cosine", "train.optimizer.weight_decay=1e-4", *engine]
     fit(QUICKSTART, overrides, out=tmp_path / "straight", quiet=True)
 
     original = Trainer.train_epoch
@@ -161,6 +173,36 @@ def test_resume_with_more_epochs_continues_exactly(trained, tmp_path, capsys):
     assert_same_checkpoint(trained.run.path, Path(out))
     assert epoch_lines(trained.run.path) == epoch_lines(Path(out))
     assert (Path(out) / "spec.yaml").read_text() == trained.run.spec.read_text()  # now says epochs: 3
+
+
+def test_resume_with_fewer_epochs_than_done_is_refused_and_keeps_the_spec(trained, tmp_path, one_line):
+    out = tmp_path / "run"
+    fit(QUICKSTART, ["train.epochs=2"], out=out, quiet=True)
+    before = (out / "spec.yaml").read_text()
+    with pytest.raises(RunError) as err:
+        fit(QUICKSTART, ["train.epochs=1"], out=out, resume=True, quiet=True)
+    assert "has trained 2 epochs already; train.epochs 1 would train none" in one_line(err)
+    assert (out / "spec.yaml").read_text() == before
+
+
+def test_the_best_epoch_is_kept_beside_the_last_and_early_stopping_stops(tmp_path, monkeypatch):
+    valids = iter([-30.0, -20.0, -25.0, -26.0, -27.0, -19.0])
+    real = Trainer.validate
+
+    def scripted(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        out["valid_elbo"] = next(valids)
+        return out
+
+    monkeypatch.setattr(Trainer, "validate", scripted)
+    messages = []
+    result = fit(QUICKSTART, ["train.epochs=6", "train.early_stopping=3"], out=tmp_path / "run", log=messages.append)
+    run = RunDir(tmp_path / "run")
+    assert result.epochs == 5 and result.best_valid_elbo == -20.0  # epochs 3, 4, 5 without a better ELBO
+    assert run.load_checkpoint(best=True)["epoch"] == 2 and run.load_checkpoint()["epoch"] == 5
+    assert any("early stopping after epoch 5" in m and "epoch 2" in m for m in messages)
+    stopped = [json.loads(line) for line in run.metrics.read_text().splitlines() if '"stopped"' in line]
+    assert stopped == [{"kind": "stopped", "reason": "early_stopping", "epoch": 5, "best_epoch": 2, "patience": 3}]
 
 
 def test_resume_with_another_spec_is_refused(trained, tmp_path, one_line):
