@@ -47,6 +47,7 @@ def _add_eval_sample_parsers(sub) -> None:
         p.add_argument("--seed", type=int, default=0, help="seed of the guide / model samples (default: 0)")
         p.add_argument("--data-dir", metavar="DIR", help="offline data directory (default: the spec's data.data_dir, $HIERVAE_DATA, the cache)")
         p.add_argument("--no-download", action="store_true", help="never download data")
+        p.add_argument("--best", action="store_true", help="use best.pt (the epoch with the best validation ELBO), not the last checkpoint")
 
     p = sub.add_parser("eval", help="IW log-likelihood, ELBO, KL and active units per layer of a run (writes RUN_DIR/eval_SPLIT.json)")
     common(p)
@@ -54,6 +55,7 @@ def _add_eval_sample_parsers(sub) -> None:
     p.add_argument("--split", choices=("test", "valid"), default="test")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate the first N examples only")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    p.add_argument("--per-example", action="store_true", help="also write eval_SPLIT_per_example.csv (IW log-likelihood and ELBO per example)")
 
     p = sub.add_parser("sample", help="PNG grids of model samples and test reconstructions of a run")
     common(p)

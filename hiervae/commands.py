@@ -155,7 +155,7 @@ def _load_run(args: argparse.Namespace):
     device = resolve_device(args.device)
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    trained = run.load_trained(device)
+    trained = run.load_trained(device, best=getattr(args, "best", False))
     data = load_data(trained.graph, data_dir=args.data_dir, download=not args.no_download)
     run.warn_if_data_changed(data.source, lambda line: print(line, file=sys.stderr))
     return run, trained, data
@@ -173,11 +173,17 @@ def run_eval(args: argparse.Namespace) -> int:
     pyro.set_rng_seed(args.seed)
     result = evaluate_split(trained.program, splits, graph.eval, args.split, analytic_kl=trained.analytic_kl,
                             importance_samples=args.iw, limit=args.limit, progress=sys.stderr.isatty(),
-                            pixel_dims=graph.pixel_dims)
+                            pixel_dims=graph.pixel_dims, per_example=args.per_example)
     report = {"run": str(run.path), "spec": graph.name, "dataset": splits.name, "seed": args.seed,
               "chunk_size": graph.eval.chunk_size, **result.to_json()}
     out = run.path / f"eval_{args.split}.json"
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    if result.per_example is not None:  # one row per example, in the split's order
+        rows = zip(result.per_example["iw_log_likelihood"], result.per_example["elbo"])
+        table = run.path / f"eval_{args.split}_per_example.csv"
+        atomic_write_text(table, "index,iw_log_likelihood,elbo\n" + "".join(
+            f"{i},{ll!r},{e!r}\n" for i, (ll, e) in enumerate(rows)))
+        print(f"written: {display_path(table)}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -65,6 +65,7 @@ class EvalResult:
     iw_bits_per_dim: float | None = None
     iw_bits_per_dim_stderr: float | None = None
     elbo_bits_per_dim: float | None = None
+    per_example: dict[str, list[float]] | None = field(default=None, repr=False)  # iw_log_likelihood, elbo per example
 
     @property
     def active_total(self) -> int:
@@ -76,6 +77,7 @@ class EvalResult:
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("per_example")
         out["active_units_total"] = self.active_total
         out["units_total"] = self.units_total
         return out
@@ -154,6 +156,7 @@ def evaluate_split(
     posterior_samples: int = 10,
     progress: bool = False,
     pixel_dims: int | None = None,
+    per_example: bool = False,
 ) -> EvalResult:
     """IW log-likelihood, ELBO, KL per latent and active units of ``program`` on a split.
 
@@ -164,10 +167,10 @@ def evaluate_split(
     ``eval_spec.batch_size`` examples, ``eval_spec.chunk_size`` particles at a time.
     A split that is re-sampled every training batch (dynamic binarisation or
     dequantisation of ``train``) is scored on one fixed sample (``DataSplits.fixed``).
-    ``pixel_dims`` (``D``, ``ModelGraph.pixel_dims``) adds bits/dim to the result.
+    ``pixel_dims`` (``D``, ``ModelGraph.pixel_dims``) adds bits/dim to the result;
+    ``per_example`` keeps every example's IW log-likelihood and ELBO (``result.per_example``).
     """
     from tqdm import tqdm
-
 
     if not isinstance(data, (torch.Tensor, dict)):  # the split as models are scored on it
         data = data.fixed(split) if hasattr(data, "fixed") else getattr(data, split)
@@ -189,12 +192,17 @@ def evaluate_split(
     kl = {name: _Moments() for name in program.latents}
     au = {name: _Moments() for name in program.latents}
     batches = range(0, n, bs)
+    rows: dict[str, list[float]] = {"iw_log_likelihood": [], "elbo": []}
     with inference_mode(program), tqdm(total=n, desc=f"eval {split}", unit="ex", disable=not progress, leave=False) as bar:
         for i in batches:
             x = x_all.rows(slice(i, i + bs)).to(device, non_blocking=True)
-            iw.add(iw_log_likelihood(program, x, K, eval_spec.chunk_size)[:, None])
+            ll = iw_log_likelihood(program, x, K, eval_spec.chunk_size)
+            iw.add(ll[:, None])
             terms = elbo_terms(program, x, analytic_kl=analytic_kl)
             elbo.add(terms.elbo[:, None])
+            if per_example:
+                rows["iw_log_likelihood"] += ll.double().tolist()
+                rows["elbo"] += terms.elbo.double().tolist()
             rec.add(terms.log_likelihood[:, None])
             for name, value in terms.kl.items():
                 kl[name].add(value.reshape(x.size, -1).sum(-1, keepdim=True))
@@ -230,4 +238,5 @@ def evaluate_split(
         unit_variance={name: v.tolist() for name, v in variances.items()},
         seconds=time.perf_counter() - start,
         **bpd,
+        per_example=rows if per_example else None,
     )

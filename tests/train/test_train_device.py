@@ -64,14 +64,14 @@ def test_bf16_runs_the_networks_in_bf16_and_the_objective_in_float32():
     x = next(iter(t.batches.epoch(0)))
     pyro.set_rng_seed(1)
     with torch.no_grad():
-        fp32, _, _ = t._objective(x, torch.tensor(1.0))
+        fp32, _, _, _ = t._objective(x, torch.tensor(1.0))
         assert set(inner) == {torch.float32}
         inner.clear(), outer.clear()
         pyro.set_rng_seed(1)
         from hiervae.nn.precision import network_precision
 
         with network_precision(t.program, "bf16", "cpu"):
-            bf16, ll, kl = t._objective(x, torch.tensor(1.0))
+            bf16, ll, kl, _ = t._objective(x, torch.tensor(1.0))
     assert set(inner) == {torch.bfloat16}  # the matmuls ran in bf16 ...
     assert set(outer) == {torch.float32}  # ... and every network handed float32 to the distributions
     assert bf16.dtype == ll.dtype == kl.dtype == torch.float32

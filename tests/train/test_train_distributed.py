@@ -237,7 +237,7 @@ def test_nproc_resumes_a_run_and_matches_one_process(tmp_path, capfd):
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
     assert b["valid_elbo"] == pytest.approx(a["valid_elbo"], rel=1e-5)
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and "tensorboard" not in p.parts)
-    assert names == ["checkpoint.pt", "metrics.jsonl", "plots/kl_per_latent.png", "plots/learning_curves.png", "spec.yaml"]
+    assert names == ["best.pt", "checkpoint.pt", "metrics.jsonl", "plots/kl_per_latent.png", "plots/learning_curves.png", "spec.yaml"]
     assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 2  # one per session, rank 0's
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and '"epoch": 2' in lines[1]
