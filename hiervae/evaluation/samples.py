@@ -87,20 +87,27 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def write_sample_grids(program: Program, test, image_shape: tuple[int, int] | None, out_dir: str | Path, n: int = 64,
-                       node: str | None = None) -> list[Path]:
-    """``samples.png`` (n model samples) and ``reconstructions.png`` (n test images |
-    reconstruction) of the observed ``node`` that holds images (default: the first)."""
+def sample_grids(program: Program, data, image_shape: tuple[int, int] | None, n: int = 64,
+                 node: str | None = None) -> dict[str, np.ndarray]:
+    """``{"samples": ..., "reconstructions": ...}``: grids in [0, 1] of ``n`` model samples
+    and of ``n`` pairs (an image of ``data`` | its reconstruction) of the observed ``node``
+    that holds images (default: the first)."""
     if image_shape is None or len(image_shape) != 2:
         raise ValueError("the data are not grey-scale images, so there is no sample grid to draw")
     node = node or program.observed[0]
     h, w = image_shape
-    out_dir = Path(out_dir)
     samples = sample_means(program, n, node).cpu().numpy()
     if samples.shape[1] != h * w:
         raise ValueError(f"observations have {samples.shape[1]} values, images {h}x{w}")
-    paths = [save_png(grid(samples, image_shape, max(1, math.ceil(math.sqrt(n)))), out_dir / "samples.png")]
-    x = program.observations(test).rows(slice(0, n)).to(program_device(program))
+    x = program.observations(data).rows(slice(0, n)).to(program_device(program))
     recon = reconstruction_means(program, x, node).cpu().numpy()
-    paths.append(save_png(pair_grid(x[node].cpu().numpy(), recon, image_shape), out_dir / "reconstructions.png"))
-    return paths
+    return {"samples": grid(samples, image_shape, max(1, math.ceil(math.sqrt(n)))),
+            "reconstructions": pair_grid(x[node].cpu().numpy(), recon, image_shape)}
+
+
+def write_sample_grids(program: Program, test, image_shape: tuple[int, int] | None, out_dir: str | Path, n: int = 64,
+                       node: str | None = None) -> list[Path]:
+    """``samples.png`` (n model samples) and ``reconstructions.png`` (n test images |
+    reconstruction) of the observed ``node`` that holds images (default: the first)."""
+    grids = sample_grids(program, test, image_shape, n, node)
+    return [save_png(grids[name], Path(out_dir) / f"{name}.png") for name in ("samples", "reconstructions")]

@@ -31,6 +31,7 @@ import torch
 import hiervae.train.plots as plots
 from hiervae.data.loading import load_data
 from hiervae.errors import RunError, SpecError, display_path
+from hiervae.evaluation.samples import sample_grids
 from hiervae.graph import ModelGraph, build_graph
 from hiervae.graph.data_check import NO_DATASET
 from hiervae.language import Spec, load_spec
@@ -42,7 +43,9 @@ from hiervae.train.collectives import World
 from hiervae.train.metrics import MetricsLog, TensorBoard, epoch_line, epoch_record
 from hiervae.train.trainer import NonFiniteStop, Trainer
 
-PLOT_EVERY_S = 30.0  # plots are refreshed at most this often (and at the end)
+PLOT_EVERY_S = 30.0  # plots (and TensorBoard images) are refreshed at most this often (and at the end)
+IMAGES = 32  # samples and reconstruction pairs in the TensorBoard grids
+IMAGE_SEED_OFFSET = 2_000_003
 
 
 @dataclass
@@ -74,6 +77,18 @@ def _bar(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True, disable=not enabled, file=sys.stderr)
+
+
+def _image_grids(program, data, device: torch.device, seed: int) -> dict:
+    """Sample and reconstruction grids of the validation images for TensorBoard, drawn on a
+    forked RNG (training's random stream, hence resumption, is untouched)."""
+    if data.image_shape is None or len(data.image_shape) != 2 or data.valid.size == 0:
+        return {}
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed + IMAGE_SEED_OFFSET)
+        grids = sample_grids(program, data.valid, data.image_shape, n=IMAGES, node=data.image_node)
+    return {"samples": grids["samples"], "original_vs_reconstruction": grids["reconstructions"]}
 
 
 def fit(
@@ -246,6 +261,7 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
                 last = epoch + 1 == train.epochs
                 if last or time.monotonic() - last_plot >= PLOT_EVERY_S:
                     plots.write_plots(history, run.plots, title)
+                    tensorboard.log_images(s.epoch, _image_grids(program, data, dev, train.seed))
                     last_plot = time.monotonic()
     finally:
         if tensorboard is not None:

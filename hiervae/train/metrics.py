@@ -129,6 +129,9 @@ class MetricsLog:
         self.path.unlink(missing_ok=True)
 
 
+IMAGE_PIXELS = 280  # TensorBoard image grids: the longer side after upscaling, about
+
+
 class TensorBoard:
     """Per-epoch scalars in ``RunDir.tensorboard`` (x axis: completed epochs)."""
 
@@ -150,6 +153,14 @@ class TensorBoard:
             for name, value in (record.get(key) or {}).items():
                 if value is not None:
                     add(f"kl_{split}/{name}", value, epoch)
+        self.writer.flush()
+
+    def log_images(self, epoch: int, grids: dict[str, Any]) -> None:
+        """Grey-scale grids in [0, 1] (``images/<name>``), x axis: completed epochs."""
+        for name, array in grids.items():
+            scale = max(1, IMAGE_PIXELS // max(array.shape))  # small images: integer upscaling, no blur
+            big = array.repeat(scale, 0).repeat(scale, 1)
+            self.writer.add_image(f"images/{name}", big[None], epoch, dataformats="CHW")
         self.writer.flush()
 
     def close(self) -> None:

@@ -135,6 +135,9 @@ def test_tensorboard_holds_the_epoch_scalars(trained):
     tags = set(acc.Tags()["scalars"])
     assert {"elbo/train", "elbo/valid", "schedule/beta", "kl_valid/eps3"} <= tags
     assert [e.step for e in acc.Scalars("elbo/valid")] == [1, 2, 3]
+    assert {"images/samples", "images/original_vs_reconstruction"} <= set(acc.Tags()["images"])
+    last = acc.Images("images/original_vs_reconstruction")[-1]
+    assert last.step == 3 and (last.width, last.height) == (3 * 67, 3 * 71)  # 4 x 8 pairs of 8x8 | 8x8, upscaled
 
 
 # ---------------------------------------------------------------- resume
