@@ -44,6 +44,7 @@ bench: install
 	$(PY) benchmarks/check_depth.py $(if $(BENCH_FULL),,--depths 10 100 --repeats 3) --json $(BENCH_OUT)/check_depth.json
 	$(PY) benchmarks/train_speed.py --threads 1 $(if $(BENCH_FULL),--compile,--blocks 6 --steps 5 --warmup 3) --json $(BENCH_OUT)/train_speed.json
 	$(PY) benchmarks/iw_speed.py --threads 1 $(if $(BENCH_FULL),--compare --chunks 10$(,)100$(,)1000,--points 20 --samples 200 --repeats 1 --chunks 10$(,)100) --json $(BENCH_OUT)/iw_speed.json
+	$(PY) benchmarks/floor.py --threads 1 $(if $(BENCH_FULL),--repeats 5,--repeats 2 --steps 1) --json $(BENCH_OUT)/floor.json
 
 docs: install
 	$(PY) scripts/gen_checks_doc.py

@@ -94,7 +94,7 @@ def test_every_engine_elbo_and_optimiser_trains(overrides):
         summary = trainer.train_epoch(epoch)
     after = trainer.validate()["valid_elbo"]
     assert summary["nonfinite"] == 0
-    assert after > before + 5, (before, after)  # 25 steps: about 20 nats on this data
+    assert after - before > 0.05 * abs(before), (before, after)  # 50 steps close about half the gap here
 
 
 def _tiny_program(seed=0):

@@ -29,7 +29,7 @@ def test_the_conditional_vae_trains_evaluates_and_samples_both_nodes(tmp_path, c
     result, history = _fit(tmp_path, "cvae_mnist.yaml", [*ON_DIGITS, "train.epochs=4", "train.batch_size=64",
                                                           "train.kl_warmup={schedule: constant}",
                                                           "networks.encoder.mlp=[64]", "networks.decoder.mlp=[64]"])
-    assert history[-1]["valid_elbo"] > history[0]["valid_elbo"] + 2
+    assert history[-1]["valid_elbo"] - history[0]["valid_elbo"] > 0.02 * abs(history[0]["valid_elbo"])
     model = hiervae.load_run(result.run.path)
     assert model.observed == ("y", "x")
     x = model.data("test").rows(slice(0, 50))
@@ -64,6 +64,7 @@ def test_own_data_softplus_scale_map_beats_the_papers_floored_one(tmp_path):
     free = hiervae.fit(spec, short, out=tmp_path / "softplus", quiet=True)
     floored = hiervae.fit(spec, [*short, "model.x.options.scale_map=softplus_elu", "guide.z.options={scale_map: softplus_elu}"],
                           out=tmp_path / "elu", quiet=True)
+    # a property of the floor, not of this machine: sigma >= 0.56 on 0.05 noise costs nats in every dimension
     assert free.valid_elbo > floored.valid_elbo + 3, (free.valid_elbo, floored.valid_elbo)
     model = hiervae.load_run(free.run.path)
     sigma = model.decode({"z": torch.zeros(1, 2)})["x"].base_dist.scale
