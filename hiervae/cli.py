@@ -55,6 +55,7 @@ def _add_eval_sample_parsers(sub) -> None:
     p.add_argument("--split", choices=("test", "valid"), default="test")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate the first N examples only")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    p.add_argument("--compile", action="store_true", help="torch.compile each chunk of the IW estimate (eval.compile; pays on long evaluations)")
     p.add_argument("--per-example", action="store_true", help="also write eval_SPLIT_per_example.csv (IW log-likelihood and ELBO per example)")
 
     p = sub.add_parser("sample", help="PNG grids of model samples and test reconstructions of a run")

@@ -171,7 +171,8 @@ def run_eval(args: argparse.Namespace) -> int:
     run, trained, splits = _load_run(args)
     graph = trained.graph
     pyro.set_rng_seed(args.seed)
-    result = evaluate_split(trained.program, splits, graph.eval, args.split, analytic_kl=trained.analytic_kl,
+    eval_spec = graph.eval.model_copy(update={"compile": True}) if args.compile else graph.eval
+    result = evaluate_split(trained.program, splits, eval_spec, args.split, analytic_kl=trained.analytic_kl,
                             importance_samples=args.iw, limit=args.limit, progress=sys.stderr.isatty(),
                             pixel_dims=graph.pixel_dims, per_example=args.per_example)
     report = {"run": str(run.path), "spec": graph.name, "dataset": splits.name, "seed": args.seed,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import weakref
 from typing import Iterator
 
 import pyro
@@ -78,8 +79,26 @@ def log_weights(program: Program, x, particles: int) -> torch.Tensor:
     return (log_p - log_q).expand(particles, data.size)
 
 
+_COMPILED: "weakref.WeakKeyDictionary[Program, dict]" = weakref.WeakKeyDictionary()
+
+
+def compiled_log_weights(program: Program):
+    """``log_weights`` of ``program`` under ``torch.compile`` (one per program and
+    particle count; static shapes, so a smaller last chunk or batch compiles once more)."""
+    cache = _COMPILED.setdefault(program, {})
+
+    def run(data, particles: int) -> torch.Tensor:
+        if particles not in cache:
+            # fallback_random: the draws of eager torch for the same seed (so the estimate is eager's)
+            cache[particles] = torch.compile(lambda d: log_weights(program, d, particles), dynamic=False,
+                                             options={"fallback_random": True})
+        return cache[particles](data)
+
+    return run
+
+
 def iw_log_likelihood(program: Program, x, samples: int = 1000, chunk: int = 100,
-                      precision: str = "fp32", fold: bool = True) -> torch.Tensor:
+                      precision: str = "fp32", fold: bool = True, compile: bool = False) -> torch.Tensor:
     """Per-data-point importance-weighted estimate of ``log p(x)`` with ``samples`` particles: ``(B,)``.
 
     Particles are drawn ``chunk`` at a time (the last chunk may be smaller) and
@@ -88,18 +107,21 @@ def iw_log_likelihood(program: Program, x, samples: int = 1000, chunk: int = 100
     float32 (:mod:`hiervae.nn.precision`): about twice as fast on a CPU with AVX512-BF16,
     not the default (``hiervae eval`` reports fp32; see docs/performance.md).
     ``fold``: BatchNorm folded into the next Linear (:func:`inference_mode`); ``False``
-    only has an effect outside an enclosing folded ``inference_mode``.
+    only has an effect outside an enclosing folded ``inference_mode``.  ``compile``: each
+    chunk's log weights through ``torch.compile`` (:func:`compiled_log_weights`): the same
+    estimator (its own random stream), worth its compilation time on long evaluations.
     """
     if samples < 1 or chunk < 1:
         raise ValueError(f"samples and chunk must be positive, got {samples} and {chunk}")
     data = program.observations(x)
     first = data.first
+    weights = compiled_log_weights(program) if compile else (lambda d, n: log_weights(program, d, n))
     with inference_mode(program, fold), network_precision(program, precision, first.device.type):
         acc = torch.full((data.size,), -math.inf, dtype=torch.float64, device=first.device)
         done = 0
         while done < samples:
             n = min(chunk, samples - done)
-            lw = log_weights(program, data, n)
+            lw = weights(data, n)
             acc = torch.logaddexp(acc, torch.logsumexp(lw.double(), 0))
             done += n
         return (acc - math.log(samples)).to(first.dtype)

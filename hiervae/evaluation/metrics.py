@@ -196,7 +196,7 @@ def evaluate_split(
     with inference_mode(program), tqdm(total=n, desc=f"eval {split}", unit="ex", disable=not progress, leave=False) as bar:
         for i in batches:
             x = x_all.rows(slice(i, i + bs)).to(device, non_blocking=True)
-            ll = iw_log_likelihood(program, x, K, eval_spec.chunk_size)
+            ll = iw_log_likelihood(program, x, K, eval_spec.chunk_size, compile=eval_spec.compile)
             iw.add(ll[:, None])
             terms = elbo_terms(program, x, analytic_kl=analytic_kl)
             elbo.add(terms.elbo[:, None])

@@ -218,6 +218,7 @@ class EvalSpec(_Strict):
     chunk_size: PositiveInt = Field(100, description="importance samples per chunk (bounds memory)")
     batch_size: PositiveInt = 100
     active_units_threshold: float = Field(0.01, gt=0)
+    compile: bool = Field(False, description="torch.compile each chunk's log weights (pays on long evaluations)")
 
 
 # ---------------------------------------------------------------- document
