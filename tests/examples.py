@@ -1,11 +1,25 @@
-"""Example values of a model's observed nodes for tests: binary pixels, one-hot labels,
-values in [0, 1) for dequantised pixels, real vectors otherwise."""
+"""Examples shared by tests: values of a model's observed nodes (binary pixels, one-hot
+labels, values in [0, 1) for dequantised pixels, real vectors otherwise) and small specs."""
 
 from __future__ import annotations
 
 import torch
 
 from hiervae.data.observations import Observations
+
+# A guide factor that reads no data although its exact posterior factor depends on it:
+# q(z2) reads nothing, p(z2 | x) depends on x through z2 -> x; the fix adds x.
+NO_DATA_FACTOR = """
+name: reads-no-data
+networks: {g: {mlp: [8], activation: relu}}
+model:
+  - z1: {latent: 2, dist: normal}
+  - z2: {latent: 2, dist: normal, given: [z1], net: g}
+  - x:  {observed: [6], dist: bernoulli, given: [z2], net: g}
+guide:
+  - z2: {dist: normal, given: [], net: g}
+  - z1: {dist: normal, given: [z2], net: g}
+"""
 
 
 def random_observations(graph, n: int, seed: int = 1, dtype: torch.dtype = torch.float64) -> Observations:

@@ -13,21 +13,9 @@ from hiervae.cli import main
 from hiervae.graph import load_graph
 from hiervae.graph.faithfulness import check
 from hiervae.program import build_program
+from examples import NO_DATA_FACTOR
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
-
-NO_DATA_FACTOR = """
-name: reads-no-data
-networks: {g: {mlp: [8], activation: relu}}
-model:
-  - z1: {latent: 2, dist: normal}
-  - z2: {latent: 2, dist: normal, given: [z1], net: g}
-  - x:  {observed: [6], dist: bernoulli, given: [z2], net: g}
-guide:
-  - z2: {dist: normal, given: [], net: g}
-  - z1: {dist: normal, given: [z2], net: g}
-"""
-
 
 def _factors(graph):
     return {f.latent: f for f in graph.guide}

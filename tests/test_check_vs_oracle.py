@@ -22,6 +22,7 @@ import networkx as nx
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from examples import NO_DATA_FACTOR
 from oracle.linear_gaussian import LinearGaussianOracle
 from oracle.random_dags import describe, random_dag, random_query
 
@@ -222,18 +223,7 @@ def test_a_factor_that_never_reads_the_data_fails_where_its_exact_factor_depends
     from hiervae.graph import build_graph
     from hiervae.language import parse_spec
 
-    text = """
-name: t
-networks: {g: {mlp: [4]}}
-model:
-  - z1: {latent: 2, dist: normal}
-  - z2: {latent: 2, dist: normal, given: [z1], net: g}
-  - x:  {observed: [6], dist: bernoulli, given: [z2], net: g}
-guide:
-  - z2: {dist: normal, given: [], net: g}
-  - z1: {dist: normal, given: [z2], net: g}
-"""
-    graph = build_graph(parse_spec(text))
+    graph = build_graph(parse_spec(NO_DATA_FACTOR))
     report = check(graph)
     (z2, z1) = report.factors
     assert not report.faithful and not z2.passed and z1.passed
