@@ -28,8 +28,8 @@ from hiervae.evaluation.iw import inference_mode, iw_log_likelihood, program_dev
 from hiervae.graph import ModelGraph, build_graph
 from hiervae.graph.faithfulness import Report
 from hiervae.graph.faithfulness import check as check_graph
-from hiervae.language import load_spec
 from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM
+from hiervae.language import load_spec
 from hiervae.policy import select_objective
 from hiervae.program import Program, build_program
 from hiervae.program.objective import ElboTerms, elbo_terms

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
                    help="data-parallel training in N local processes (gloo on cpu, one GPU each on cuda); "
                         "train.batch_size is the global batch (see docs/distributed.md; under torchrun, omit it)")
+    p.add_argument("--mlflow", metavar="URI", default=None,
+                   help="also log params, metrics and artefacts to this MLflow tracking URI, e.g. sqlite:///mlflow.db (the mlflow extra)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-epoch lines")
 
     sub.add_parser("schema", help="print the JSON Schema of the spec language (for editors)")

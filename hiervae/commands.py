@@ -122,12 +122,14 @@ def run_fit(args: argparse.Namespace) -> int:
     options = dict(out=args.out, device=args.device, resume=args.resume, data_dir=args.data_dir,
                    download=not args.no_download, quiet=args.quiet)
     if args.nproc is not None and args.nproc > 1:  # N local processes; this one only waits for them
+        if args.mlflow:
+            raise HiervaeError("--mlflow logs single-process runs (with --nproc, log from a torchrun launch)")
         result = launch(args.nproc, args.spec, overrides, threads=args.threads, **options)
     else:
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         torchrun = launched_by_torchrun()
-        result = fit(args.spec, overrides, distributed=torchrun, **options)
+        result = fit(args.spec, overrides, distributed=torchrun, mlflow=args.mlflow, **options)
         if torchrun and os.environ.get("RANK") != "0":
             return 0  # rank 0 reports (an error, though, is printed by every rank that meets it)
     run = result.run

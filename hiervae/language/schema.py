@@ -20,6 +20,7 @@ class _Strict(BaseModel):
 PositiveInt = Annotated[StrictInt, Field(gt=0)]  # strict: `latent: true` is not a dimension
 MAX_SIZE = 1 << 24  # any one size in a spec: a dimension, a width, a count
 Size = Annotated[StrictInt, Field(gt=0, le=MAX_SIZE)]
+MAX_COUNT = 1024  # any count of repeated modules an option asks for: flows, steps, bins, splines
 
 
 # ---------------------------------------------------------------- networks

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 import pyro
 import torch
+import yaml
 
 import hiervae.train.plots as plots
 from hiervae.data.loading import load_data
@@ -41,6 +42,7 @@ from hiervae.run import RunDir
 from hiervae.train.checkpoint import prepare_run
 from hiervae.train.collectives import World
 from hiervae.train.metrics import MetricsLog, TensorBoard, epoch_line, epoch_record
+from hiervae.train.mlflow_log import MlflowLog
 from hiervae.train.trainer import NonFiniteStop, Trainer
 
 PLOT_EVERY_S = 30.0  # plots (and TensorBoard images) are refreshed at most this often (and at the end)
@@ -104,6 +106,7 @@ def fit(
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
     distributed: bool = False,
+    mlflow: str | None = None,
 ) -> FitResult:
     """Train the spec at ``spec_path`` (with ``--set`` style ``overrides``) into a run directory.
 
@@ -116,6 +119,9 @@ def fit(
     device type and each process uses ``cuda:LOCAL_RANK`` or the CPU.  Only rank 0
     logs and writes the run directory; every rank returns the same counters and
     validation ELBO, and ``history`` on other ranks holds only this call's epochs.
+
+    ``mlflow``: a tracking URI (``sqlite:///mlflow.db``) to log params, metrics and
+    artefacts to (:mod:`hiervae.train.mlflow_log`, the ``mlflow`` extra).
     """
     started = time.perf_counter()
     spec = load_spec(spec_path, overrides)
@@ -129,7 +135,7 @@ def fit(
     world: World | None = World.from_env(device) if distributed else None
     try:
         result = _fit(spec, graph, world, started, out=out, device=device, resume=resume, data_dir=data_dir,
-                      download=download, quiet=quiet, progress=progress, log=log)
+                      download=download, quiet=quiet, progress=progress, log=log, mlflow=mlflow)
         if world is not None:
             world.close(synchronize=True)  # every rank done before any tears the group down
         return result
@@ -139,7 +145,7 @@ def fit(
 
 
 def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, out, device, resume, data_dir,
-         download, quiet, progress, log) -> FitResult:
+         download, quiet, progress, log, mlflow) -> FitResult:
     main = world is None or world.is_main
     if log is None or not main:
         log = (lambda s: None) if quiet or not main else print
@@ -204,6 +210,7 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
 
     with _writing(run):
         tensorboard = TensorBoard(run.tensorboard, purge_step=start + 1 if start else None) if main else None
+    tracker = MlflowLog(mlflow, spec.name, run.path, yaml.safe_load(spec.resolved_yaml()), start) if mlflow and main else None
     last_plot = -math.inf
     stopped: NonFiniteStop | None = None
     early: int | None = None
@@ -245,6 +252,8 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
                     metrics.append({"kind": "compile", "epoch": s.epoch, "first_step_s": round(trainer.compile_seconds, 3)})
                 metrics.append(record)
                 tensorboard.log_epoch(record)
+                if tracker is not None:
+                    tracker.log_epoch(record)
                 state = trainer.checkpoint({"spec_name": spec.name})
                 run.save_checkpoint(state)
                 if improved:  # the best epoch by validation ELBO, beside the last
@@ -269,6 +278,8 @@ def _fit(spec: Spec, graph: ModelGraph, world: World | None, started: float, *, 
     if main and history and (stopped is not None or early is not None or start >= train.epochs):
         with _writing(run):
             plots.write_plots(history, run.plots, title)
+    if tracker is not None:
+        tracker.close("FAILED" if stopped is not None else "FINISHED")
     if stopped is not None:
         if main:
             metrics.append({"kind": "stopped", "reason": "nonfinite", "epoch": stopped.epoch + 1, "step": stopped.step,

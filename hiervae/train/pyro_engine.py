@@ -16,8 +16,8 @@ from typing import Any
 
 import pyro
 import pyro.optim
-from pyro import poutine
 import torch
+from pyro import poutine
 
 from hiervae.language import schema as S
 from hiervae.policy import Objective

@@ -13,6 +13,7 @@ from pyro.nn import ConditionalAutoRegressiveNN
 from torch import nn
 
 from hiervae.language.net import Net
+from hiervae.language.schema import MAX_COUNT, MAX_SIZE
 from hiervae.nn.families.normal import HEAD_KEYS, VARIANCE_FLOOR, DiagonalGaussianHead
 from hiervae.nn.networks.base import float32_output
 from hiervae.nn.networks.mlp import make_activation
@@ -63,8 +64,8 @@ class ConditionalIAF(Family, ConditionalDistribution, nn.Module):
         dim: int,
         context_features: int,
         net: Net | None = None,
-        steps: Annotated[int, Field(ge=0)] = 2,
-        hidden: Sequence[Annotated[int, Field(ge=1)]] | None = None,
+        steps: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 2,
+        hidden: Sequence[Annotated[int, Field(ge=1, le=MAX_SIZE)]] | None = None,
         scale_map: Literal["softplus", "exp", "softplus_elu"] = "softplus",
         variance_floor: Annotated[float, Field(ge=0)] = VARIANCE_FLOOR,
     ):

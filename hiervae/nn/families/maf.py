@@ -34,6 +34,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from hiervae.language.net import Net
+from hiervae.language.schema import MAX_COUNT, MAX_SIZE
 from hiervae.nn.families.normal import VARIANCE_FLOOR, diag_normal, raw_of_one, scale_from_raw, variance_from_raw
 from hiervae.nn.logit_space import from_logit_space, logit_transform
 from hiervae.nn.networks.made import ConditionalMADE
@@ -253,16 +254,16 @@ class MAFLikelihood(Family, ConditionalDistribution, nn.Module):
         dim: int,
         context_features: int,
         net: Net | None = None,
-        flows: Annotated[int, Field(ge=1)] = 2,
-        mades_per_flow: Annotated[int, Field(ge=1)] = 5,
+        flows: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 2,
+        mades_per_flow: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 5,
         batch_norm: bool = True,
         base: Literal["unit_rank_normal", "normal", "std_normal"] = "unit_rank_normal",
         logit_alpha: Annotated[float, Field(ge=0, lt=1)] | None = None,
         random_order: bool = True,
         seed: Annotated[int, Field(ge=0)] = 0,
-        base_context: Annotated[int, Field(ge=0)] | None = None,
+        base_context: Annotated[int, Field(ge=0, le=MAX_SIZE)] | None = None,
         made_context: Literal["all", "split", "none"] = "all",
-        base_hidden: Sequence[Annotated[int, Field(ge=1)]] = (512,),
+        base_hidden: Sequence[Annotated[int, Field(ge=1, le=MAX_SIZE)]] = (512,),
         base_activation: str = "relu",
         variance_floor: Annotated[float, Field(ge=0)] = VARIANCE_FLOOR,
         batch_norm_momentum: Annotated[float, Field(gt=0, le=1)] = 0.1,

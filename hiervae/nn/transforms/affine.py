@@ -17,6 +17,7 @@ from torch import nn
 from torch.distributions import Transform, constraints
 
 from hiervae.language.net import Net
+from hiervae.language.schema import MAX_SIZE
 from hiervae.nn.families.normal import HEAD_KEYS, VARIANCE_FLOOR, raw_of_one, softplus_elu
 from hiervae.nn.networks.params import ParamNet
 from hiervae.nn.registry import TRANSFORMS, TransformModule
@@ -108,7 +109,7 @@ class AffineLowRank(TransformModule, ConditionalTransformModule):
         dim: int,
         context_features: int,
         net: Net | None = None,
-        rank: Annotated[int, Field(ge=0)] = 1,
+        rank: Annotated[int, Field(ge=0, le=MAX_SIZE)] = 1,
         diag_floor: Annotated[float, Field(gt=0)] = VARIANCE_FLOOR,
     ):
         super().__init__()

@@ -12,6 +12,7 @@ from torch import nn
 from torch.distributions import Transform, constraints
 
 from hiervae.language.net import Net
+from hiervae.language.schema import MAX_COUNT, MAX_SIZE
 from hiervae.nn.families.normal import HEAD_KEYS
 from hiervae.nn.networks.params import ParamNet
 from hiervae.nn.registry import TRANSFORMS, TransformModule
@@ -125,9 +126,9 @@ class SplineCoupling(TransformModule, nn.Module):
         dim: int,
         context_features: int,
         net: Net | None = None,
-        bins: Annotated[int, Field(ge=1)] = 32,
-        splines: Annotated[int, Field(ge=1)] = 5,
-        mask_size: Annotated[int, Field(ge=0)] | None = None,
+        bins: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 32,
+        splines: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 5,
+        mask_size: Annotated[int, Field(ge=0, le=MAX_SIZE)] | None = None,
         bound: Annotated[float, Field(gt=0)] = 20.0,
     ):
         super().__init__()
