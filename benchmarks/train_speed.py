@@ -58,6 +58,8 @@ from reference_sere_vae import count_parameters, load_from_program  # noqa: E402
 
 from hiervae.program import build_program, compile_loss, elbo_terms, loss  # noqa: E402
 from hiervae.graph import build_graph  # noqa: E402
+from hiervae.policy import select_objective  # noqa: E402
+from hiervae.train.pyro_engine import PyroEngine  # noqa: E402
 from hiervae.language import load_spec  # noqa: E402
 
 
@@ -115,6 +117,13 @@ def sides(args, program, reference, opt_cfg):
 
     add("hiervae", program, lambda x, beta: loss(elbo_terms(program, x), beta))
     add("reference", reference, lambda x, beta: reference(x, beta))
+    if args.pyro:  # train.engine: pyro on a copy with the same weights: SVI + pyro.optim.Adam (per parameter)
+        p3, _ = copy_pair(program, reference)
+        pyro.clear_param_store()
+        objective = select_objective(p3.graph)
+        engine = PyroEngine(p3, objective, p3.graph.train.optimizer)
+        out["hiervae pyro engine"] = lambda x, beta: torch.tensor(engine.step(x, beta))
+        fused["hiervae pyro engine"] = False
     if args.compile:
         p2, r2 = copy_pair(program, reference)
         add("hiervae+compile", p2, compile_loss(lambda x, beta: loss(elbo_terms(p2, x), beta), p2, True))
@@ -124,6 +133,8 @@ def sides(args, program, reference, opt_cfg):
 
 RATIOS = [  # (numerator, denominator): steps/s ratios of adjacent blocks
     ("hiervae", "reference"),
+    ("hiervae pyro engine", "reference"),
+    ("hiervae pyro engine", "hiervae"),
     ("hiervae+compile", "reference+compile"),
     ("hiervae+compile", "reference"),
     ("hiervae+compile", "hiervae"),
@@ -149,6 +160,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=10, help="steps per block")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps of each side first")
     parser.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True, help="fused Adam where supported")
+    parser.add_argument("--pyro", action="store_true", help="also time train.engine: pyro (pyro.infer.SVI) on the same weights")
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile'd copies of both losses (compile time reported separately)")
     parser.add_argument("--validation", choices=["on", "off"], default="off",
