@@ -26,6 +26,7 @@ import torch
 
 from hiervae.nn.fold import folded_batch_norm
 from hiervae.nn.precision import network_precision
+from hiervae.program.iwae import iw_terms
 from hiervae.program.program import Program
 
 
@@ -61,22 +62,15 @@ def log_weights(program: Program, x, particles: int) -> torch.Tensor:
     """``log p(x, eps_k) - log q(eps_k | x)`` for ``particles`` guide samples: ``(particles, B)``.
 
     Call under :func:`inference_mode` (or take care of eval mode / no_grad yourself).
-    Sums the model's log densities over its latent and observed sites and subtracts the
-    guide's over its latent sites, from the direct evaluation of the program
-    (:meth:`Program.walk`, the same numbers as tracing the guide under a particle
-    plate and replaying the model; transforms are deterministic and carry no density).
+    The model's log densities over its latent and observed sites minus the guide's over
+    its latent sites (:func:`hiervae.program.iwae.iw_terms`, from :meth:`Program.walk`: the
+    same numbers as tracing the guide under a particle plate and replaying the model;
+    transforms are deterministic and carry no density).
     """
     data = program.observations(x)
     if any(v.dim() != 2 for v in data.values()):
         raise ValueError(f"observations must be (batch, features), got shapes {[tuple(v.shape) for v in data.values()]}")
-    guide, model = program.walk(data, particles)
-    log_p = sum(model.dists[o].log_prob(data[o]) for o in program.observed)
-    log_q = 0.0
-    for name in program.latents:
-        value = guide.values[name]
-        log_p = log_p + model.dists[name].log_prob(value)
-        log_q = log_q + guide.dists[name].log_prob(value)
-    return (log_p - log_q).expand(particles, data.size)
+    return iw_terms(program, data, particles).log_weights()
 
 
 _COMPILED: "weakref.WeakKeyDictionary[Program, dict]" = weakref.WeakKeyDictionary()
