@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import torch
-from pyro import poutine
 from torch.distributions import Distribution
 
 from hiervae.data.loading import load_data
 from hiervae.data.observations import Observations
 from hiervae.errors import HiervaeError
 from hiervae.evaluation.iw import inference_mode, iw_log_likelihood, program_device
+from hiervae.evaluation.samples import model_trace
 from hiervae.graph import ModelGraph, build_graph
 from hiervae.graph.faithfulness import Report
 from hiervae.graph.faithfulness import check as check_graph
@@ -60,9 +60,7 @@ class Model:
         return self.program.observations(data.fixed(split))
 
     def _observations(self, x) -> Observations:
-        obs = self.program.observations(x)
-        device = program_device(self.program)
-        return Observations({k: v.to(device) for k, v in obs.items()})
+        return self.program.observations(x).to(program_device(self.program))
 
     # ---------------------------------------------------------------- inference
     def encode(self, x, samples: int | None = None) -> dict[str, torch.Tensor]:
@@ -98,20 +96,13 @@ class Model:
         sizes = {v.shape[0] for v in latents.values()}
         if len(sizes) != 1:
             raise HiervaeError(f"decode: every given node needs the same batch size, got {sorted(sizes)}")
-        trace = self._model_trace(sizes.pop(), latents)
+        trace = model_trace(self.program, sizes.pop(), latents)
         return {o: trace.nodes[o]["fn"] for o in self.observed}
 
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         """``n`` ancestral samples from the model: every node's value, ``(n, ...)``."""
-        trace = self._model_trace(n, {})
+        trace = model_trace(self.program, n)
         return {name: trace.nodes[name]["value"] for name in self.graph.nodes}
-
-    def _model_trace(self, n: int, given: Mapping[str, torch.Tensor]):
-        like = torch.zeros((), device=program_device(self.program))
-        placeholder = Observations({o: self.program.probe_value(o, n, like) for o in self.observed})
-        model = poutine.condition(poutine.uncondition(self.program.model), data=dict(given))
-        with inference_mode(self.program):
-            return poutine.trace(model).get_trace(placeholder)
 
     # ---------------------------------------------------------------- scores
     def log_likelihood(self, x, samples: int = 1000, chunk: int = 100) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -31,16 +32,23 @@ def _observation_mean(site) -> torch.Tensor:
         return fn.sample()
 
 
+def model_trace(program: Program, n: int, given: Mapping[str, torch.Tensor] | None = None):
+    """The Pyro trace of ``n`` ancestral samples of the model, every observed node drawn
+    too, and the nodes in ``given`` (latents or transforms) fixed to those values."""
+    like = torch.zeros((), device=program_device(program))
+    placeholder = Observations({o: program.probe_value(o, n, like) for o in program.observed})
+    model = poutine.condition(poutine.uncondition(program.model), data=dict(given or {}))
+    with inference_mode(program):
+        return poutine.trace(model).get_trace(placeholder)
+
+
 def sample_means(program: Program, n: int, node: str | None = None) -> torch.Tensor:
     """``(n, D)``: E[node | parents] for ``n`` ancestral samples from the model (``node``:
     an observed node, the first by default); the other observed nodes it depends on (a
     label in a conditional model) are drawn from the model too."""
     node = node or program.observed[0]
-    like = torch.zeros((), device=program_device(program))
-    placeholder = Observations({o: program.probe_value(o, n, like) for o in program.observed})
-    with inference_mode(program):
-        trace = poutine.trace(poutine.uncondition(program.model)).get_trace(placeholder)
-        return _observation_mean(trace.nodes[node]).reshape(n, -1)
+    with inference_mode(program):  # a family without a mean draws one: its networks in eval mode
+        return _observation_mean(model_trace(program, n).nodes[node]).reshape(n, -1)
 
 
 def reconstruction_means(program: Program, x, node: str | None = None) -> torch.Tensor:
