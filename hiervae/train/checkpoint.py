@@ -12,6 +12,7 @@ resolved spec; ``--resume`` accepts the same spec up to :data:`RESUME_MAY_CHANGE
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any, Callable, Iterable
 
@@ -31,6 +32,21 @@ CHECKPOINT_VERSION = 1
 RESUME_MAY_CHANGE = (("train", "epochs"), ("train", "early_stopping"), ("data", "data_dir"))
 """Keys of the resolved spec that may change on ``--resume`` (anything else, the learning
 rate included, is refused: a changed spec is a new run, ``--out DIR``)."""
+
+
+def forked_rng(device: torch.device, seed: int):
+    """A block on its own random stream (``seed``) that leaves the training stream, CPU and
+    this device's, as it was: validation noise and image grids, never in a checkpoint."""
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    fork = torch.random.fork_rng(devices=devices)
+
+    @contextlib.contextmanager
+    def block():
+        with fork:
+            torch.manual_seed(seed)
+            yield
+
+    return block()
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

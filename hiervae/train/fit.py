@@ -39,7 +39,7 @@ from hiervae.language import Spec, load_spec
 from hiervae.policy import resolve_device, select_objective
 from hiervae.program import build_program
 from hiervae.run import RunDir
-from hiervae.train.checkpoint import prepare_run
+from hiervae.train.checkpoint import forked_rng, prepare_run
 from hiervae.train.collectives import World
 from hiervae.train.metrics import MetricsLog, TensorBoard, epoch_line, epoch_record
 from hiervae.train.mlflow_log import MlflowLog
@@ -86,9 +86,7 @@ def _image_grids(program, data, device: torch.device, seed: int) -> dict:
     forked RNG (training's random stream, hence resumption, is untouched)."""
     if data.image_shape is None or len(data.image_shape) != 2 or data.valid.size == 0:
         return {}
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed + IMAGE_SEED_OFFSET)
+    with forked_rng(device, seed + IMAGE_SEED_OFFSET):
         grids = sample_grids(program, data.valid, data.image_shape, n=IMAGES, node=data.image_node)
     return {"samples": grids["samples"], "original_vs_reconstruction": grids["reconstructions"]}
 

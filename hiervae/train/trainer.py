@@ -41,7 +41,7 @@ from hiervae.nn.precision import network_precision
 from hiervae.policy import Objective, select_objective
 from hiervae.program import Program, compile_loss, elbo_terms, loss
 from hiervae.program.iwae import dreg_surrogate, guide_parameters, iw_terms
-from hiervae.train.checkpoint import CHECKPOINT_VERSION, rng_state, set_rng_state
+from hiervae.train.checkpoint import CHECKPOINT_VERSION, forked_rng, rng_state, set_rng_state
 from hiervae.train.metrics import EpochStats
 from hiervae.train.optim import clip_each, grads_finite, make_optimizer, set_lr, step_unless
 from hiervae.train.pyro_engine import PyroEngine
@@ -246,12 +246,10 @@ class Trainer:
             return {}
         was_training = self.program.training
         self.program.eval()
-        devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if self.device.type == "cuda" else []
         ll_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         kl_sum = torch.zeros(len(self.program.latents), dtype=torch.float64, device=self.device)
         try:
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(self.train_spec.seed + VALID_SEED_OFFSET)
+            with forked_rng(self.device, self.train_spec.seed + VALID_SEED_OFFSET):
                 for chunk in data.chunks(batch_size):
                     chunk = chunk.to(self.device, non_blocking=True)  # host-resident data (DataSplits.place)
                     terms = elbo_terms(self.program, chunk, self.analytic_kl)
