@@ -162,6 +162,10 @@ class Trainer:
         ok = torch.isfinite(value)
         # SVI returns its loss only: the epoch's train_elbo is minus that (annealed) loss, KL comes from validation
         stats.add(value, -value, torch.zeros(len(self.program.latents), device=self.device), x.size, ok)
+        self._count_step(ok)
+
+    def _count_step(self, ok: torch.Tensor) -> None:
+        """One more step, and the run of consecutive non-finite ones (on the device, no sync)."""
         self._streak = torch.where(ok, torch.zeros_like(self._streak), self._streak + 1)
         self._worst = torch.maximum(self._worst, self._streak)
         self.state.step += 1
@@ -184,9 +188,7 @@ class Trainer:
         for buffer, before in zip(self.statistics, saved):  # a skipped step leaves them as they were (no sync)
             buffer.copy_(torch.where(ok, buffer, before))
         stats.add(value.detach() * x.size, ll, kl, x.size, ok)
-        self._streak = torch.where(ok, torch.zeros_like(self._streak), self._streak + 1)
-        self._worst = torch.maximum(self._worst, self._streak)
-        self.state.step += 1
+        self._count_step(ok)
         if first_compiled:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
