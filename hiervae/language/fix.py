@@ -26,14 +26,6 @@ def _flow(value: Any) -> str:
     return yaml.safe_dump([value], default_flow_style=True, sort_keys=False, width=10**9).strip()[1:-1]
 
 
-def _env(spec: Spec, decl: Any) -> dict[str, int]:
-    env = dict(spec.document.vars)
-    if decl.binding:
-        var, value = decl.binding.split("=")
-        env[var] = int(value)
-    return env
-
-
 def _raw(spec: Spec, decl: Any) -> dict[str, Any]:
     node: Any = spec.data
     for part in decl.path[:-1]:
@@ -48,7 +40,7 @@ def _name(decl: Any) -> str:
 def _encoders(spec: Spec, decl: FactorDecl, given: tuple[str, ...]) -> dict[str, Any]:
     """Concrete encoders (one key per node) of the nodes in ``given``."""
     raw = _raw(spec, decl).get("encoders") or {}
-    env = _env(spec, decl)
+    env = decl.env
     out = {}
     for concrete, key in decl.encoder_keys.items():
         if concrete in given:
@@ -62,7 +54,7 @@ def _concrete(spec: Spec, decl: Any, given: tuple[str, ...]) -> dict[str, Any]:
     entry = copy.deepcopy(_raw(spec, decl))
     entry["given"] = list(given)
     if isinstance(entry.get("net"), str):
-        entry["net"] = substitute(entry["net"], _env(spec, decl))
+        entry["net"] = substitute(entry["net"], decl.env)
     if isinstance(decl, FactorDecl):
         encoders = _encoders(spec, decl, given)
         if encoders:

@@ -31,6 +31,7 @@ class _Declared:
     source: SourceMap = field(repr=False)
     path: tuple[Any, ...]
     binding: str
+    env: dict[str, int] = field(default_factory=dict, repr=False)  # the template environment it was expanded in
 
     def at(self, *sub: Any) -> Location:
         loc = self.source.at(self.path + sub)
@@ -401,7 +402,7 @@ def build_spec(data: Any, source: SourceMap) -> Spec:
             NodeDecl(
                 source=source,
                 path=path,
-                binding=binding,
+                binding=binding, env=env,
                 name=_name(raw_name, env, source, path),
                 kind=kind,
                 spec=spec,
@@ -416,7 +417,7 @@ def build_spec(data: Any, source: SourceMap) -> Spec:
         if isinstance(decl, dict) and FEATURE in decl:
             spec = _validate(S.FeatureNodeSpec, decl, source, path)
             factors.append(FeatureDecl(
-                source=source, path=path, binding=binding, name=_name(raw_name, env, source, path), spec=spec,
+                source=source, path=path, binding=binding, env=env, name=_name(raw_name, env, source, path), spec=spec,
                 given=_refs(spec.given, env, loop, source, path + ("given",)),
                 net=nets.resolve(_sub(spec.net, env, source, path + ("net",)), path + ("net",))))
             continue
@@ -433,7 +434,7 @@ def build_spec(data: Any, source: SourceMap) -> Spec:
             FactorDecl(
                 source=source,
                 path=path,
-                binding=binding,
+                binding=binding, env=env,
                 latent=_name(raw_name, env, source, path),
                 spec=spec,
                 given=given,
