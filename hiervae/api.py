@@ -25,12 +25,11 @@ from hiervae.data.observations import Observations
 from hiervae.errors import HiervaeError
 from hiervae.evaluation.iw import inference_mode, iw_log_likelihood, program_device
 from hiervae.evaluation.samples import model_trace
-from hiervae.graph import ModelGraph, build_graph
+from hiervae.graph import ModelGraph
 from hiervae.graph.faithfulness import Report
 from hiervae.graph.faithfulness import check as check_graph
 from hiervae.graph.ir import LATENT, OBSERVED, TRANSFORM
-from hiervae.language import load_spec
-from hiervae.policy import select_objective
+from hiervae.policy import load_checked
 from hiervae.program import Program, build_program
 from hiervae.program.objective import ElboTerms, elbo_terms
 from hiervae.run import RunDir
@@ -119,18 +118,14 @@ class Model:
 
 def compile(spec: str | Path, overrides: Iterable[str] = (), device: str | torch.device = "cpu") -> Model:
     """A spec file (with ``--set``-style ``overrides``) compiled to an untrained :class:`Model`."""
-    loaded = load_spec(spec, overrides)
-    graph = build_graph(loaded)
-    objective = select_objective(graph, loaded.source)
+    _, graph, objective = load_checked(spec, overrides)
     return Model(graph, build_program(graph).to(device), objective.analytic_kl)
 
 
 def check(spec: str | Path, overrides: Iterable[str] = ()) -> Report:
     """``hiervae check`` as a value: the :class:`~hiervae.graph.faithfulness.Report`
     (``.faithful``, ``.factors`` with each failing factor's open path and suggested fix)."""
-    loaded = load_spec(spec, overrides)
-    graph = build_graph(loaded)
-    select_objective(graph, loaded.source)
+    _, graph, _ = load_checked(spec, overrides)
     return check_graph(graph, max_suggestions=None)
 
 

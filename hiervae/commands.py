@@ -30,21 +30,17 @@ def command(name: str):
 
 @command("check")
 def run_check(args: argparse.Namespace) -> int:
-    from hiervae.graph import build_graph
     from hiervae.graph.faithfulness import check
-    from hiervae.language import load_spec
-    from hiervae.policy import select_objective
     from hiervae.graph.report import format_report
+    from hiervae.policy import load_checked
 
     if (args.fix or args.out) and args.overrides:
         raise HiervaeError("--fix writes an overlay of the file as written: put the --set values in the file first")
     if args.out and not args.fix:
         raise HiervaeError("-o names the file --fix writes: add --fix")
-    spec = load_spec(args.spec, args.overrides)
-    graph = build_graph(spec)
-    select_objective(graph, spec.source)  # what fit would refuse about train:, refused here first
+    spec, graph, _ = load_checked(args.spec, args.overrides)  # what fit would refuse, refused here first
     report = check(graph, max_suggestions=None if args.all or args.fix else 25)
-    fixed = _write_fix(args, graph, report) if args.fix and not report.faithful else None
+    fixed = _write_fix(args, spec, graph, report) if args.fix and not report.faithful else None
     if args.json:
         out = report.to_json()
         if fixed is not None:
@@ -60,13 +56,12 @@ def run_check(args: argparse.Namespace) -> int:
     return 0 if (fixed[1] if fixed else report).faithful else 1
 
 
-def _write_fix(args: argparse.Namespace, graph, report):
+def _write_fix(args: argparse.Namespace, spec, graph, report):
     """Write the corrected overlay and check it: (path, its report)."""
     from hiervae.fileio import atomic_write_text
-    from hiervae.graph import load_graph
     from hiervae.graph.faithfulness import check
-    from hiervae.language import load_spec
     from hiervae.language.fix import fix_overlay
+    from hiervae.policy import load_checked
 
     spec_path = Path(args.spec)
     out = Path(args.out) if args.out else spec_path.with_name(f"{spec_path.stem}_fixed.yaml")
@@ -75,10 +70,10 @@ def _write_fix(args: argparse.Namespace, graph, report):
     fixes = {f.latent: f.suggestion for f in report.factors if not f.passed and f.suggestion is not None}
     givens = {f.latent: f.given for f in graph.guide} | {n: f.given for n, f in graph.features.items()}
     try:
-        atomic_write_text(out, fix_overlay(load_spec(spec_path), givens, fixes, out))
+        atomic_write_text(out, fix_overlay(spec, givens, fixes, out))
     except OSError as err:
         raise HiervaeError(f"{display_path(out)}: cannot write the fixed spec ({err.strerror})") from None
-    return out, check(load_graph(out))
+    return out, check(load_checked(out)[1])
 
 
 @command("render")

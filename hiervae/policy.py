@@ -18,13 +18,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable
 
 import torch
 
 from hiervae.errors import Location, RunError, SpecError
+from hiervae.graph.build import build_graph
 from hiervae.graph.faithfulness import closed_form_kl_missing, mean_field_problems
 from hiervae.graph.ir import ModelGraph
+from hiervae.language import Spec, load_spec
 
 DEVICE_TYPES = ("cpu", "cuda")
 
@@ -110,15 +113,19 @@ def select_objective(graph: ModelGraph, source: Any = None) -> Objective:
                         at("optimizer", "lrd"))
     if t.free_bits > 0 and t.elbo in ("iwae", "renyi"):
         raise SpecError("free_bits acts on KL terms, which the importance-weighted bound has not", at("free_bits"))
-    if t.elbo in ("iwae", "renyi"):
-        analytic = False
-    elif t.elbo == "tracegraph":
-        analytic = False
-    else:
-        analytic = select_analytic_kl(graph, at("elbo"))
+    # the importance-weighted bounds and TraceGraph_ELBO have no closed-form KL term
+    analytic = t.elbo in ("auto", "mean_field", "trace") and select_analytic_kl(graph, at("elbo"))
     elbo = t.elbo if t.elbo != "auto" else ("mean_field" if analytic else "trace")
     alpha = t.renyi_alpha if t.elbo == "renyi" else 0.0
     return Objective(t.engine, elbo, analytic, t.num_particles, alpha, t.dreg)
+
+
+def load_checked(path: str | Path, overrides: Iterable[str] = ()) -> tuple[Spec, ModelGraph, Objective]:
+    """A spec file (with ``--set`` overrides), its graph and its objective: everything ``fit``
+    would refuse before touching data, refused here (``check``, ``hiervae.compile``)."""
+    spec = load_spec(path, overrides)
+    graph = build_graph(spec)
+    return spec, graph, select_objective(graph, spec.source)
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
