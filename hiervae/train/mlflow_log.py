@@ -61,16 +61,16 @@ class MlflowLog:
             self.client.log_batch(self.run_id, params=[mlflow.entities.Param(k, v) for k, v in batch])
 
     def log_epoch(self, record: dict[str, Any]) -> None:
+        """Every finite number of an epoch line (per-latent KL as ``kl_per_latent.eps3``)."""
         step, now = int(record["epoch"]), int(time.time() * 1000)
-        metrics = []
+        values: dict[str, Any] = {}
         for key, value in record.items():
-            if key in ("epoch", "kind") or not isinstance(value, (int, float)) or isinstance(value, bool):
-                if isinstance(value, dict):  # per-latent KL
-                    metrics += [mlflow.entities.Metric(f"{key}.{k}", float(v), now, step) for k, v in value.items()
-                                if isinstance(v, (int, float)) and math.isfinite(v)]
-                continue
-            if math.isfinite(value):
-                metrics.append(mlflow.entities.Metric(key, float(value), now, step))
+            if isinstance(value, dict):
+                values.update({f"{key}.{k}": v for k, v in value.items()})
+            elif key not in ("epoch", "kind"):
+                values[key] = value
+        metrics = [mlflow.entities.Metric(k, float(v), now, step) for k, v in values.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
         self.client.log_batch(self.run_id, metrics=metrics)
 
     def close(self, status: str = "FINISHED") -> None:
